@@ -39,7 +39,10 @@ trap 'echo "[setup] FAILED during step: $STEP (exit $?)" >&2' ERR
 
 # pip: quiet but not silent, never ask questions.
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
-pip_install() { "$PY" -m pip install --progress-bar off -q "$@"; }
+# The machine's pip config lists local wheel stores that may be absent: drop
+# pip's "Location ... is ignored" lines, keep everything else.
+quiet() { "$@" 2> >(grep -v "is ignored: it is neither" >&2 || true); }
+pip_install() { quiet "$PY" -m pip install --progress-bar off -q "$@"; }
 
 step "1/7 Fashion-MNIST (Debian package dataset-fashion-mnist)"
 FMNIST=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
@@ -81,7 +84,10 @@ then
      || [[ "$(cat "$WHEEL_DIR/BUILT_AGAINST" 2>/dev/null)" != "$KEY" ]]; then
     echo "  no cached wheel for $KEY: building from the PyPI sdist (about 8 min on 2 cores)"
     BUILD=$(mktemp -d)
-    "$PY" -m pip download -q --no-deps --no-binary :all: --no-cache-dir \
+    # --no-build-isolation: mmcv's setup.py imports pkg_resources and torch,
+    # which only the venv (setuptools<70, torch) provides.
+    quiet "$PY" -m pip download -q --no-deps --no-binary :all: --no-cache-dir \
+      --no-build-isolation \
       -d "$BUILD" "mmcv==$MMCV_VERSION"
     tar -xzf "$BUILD"/mmcv-"$MMCV_VERSION".tar.gz -C "$BUILD"
     SRC="$BUILD/mmcv-$MMCV_VERSION"
@@ -105,13 +111,15 @@ fi
 
 step "5/7 OpenMMLab stack (mmengine, mmpretrain, mmsegmentation, mmdet, lvis)"
 pip_install 'numpy<2' 'mmengine==0.10.7' 'mmpretrain==1.2.0' 'mmsegmentation==1.2.2' \
-  'mmdet==3.3.0' lvis pycocotools 'matplotlib' "mmcv==$MMCV_VERSION" \
-  "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" 'setuptools<70'
+  'mmdet==3.3.0' lvis pycocotools matplotlib "mmcv==$MMCV_VERSION"
 
 step "6/7 mmdisalign (editable)"
 EXTRA=""; [[ $DEV == 1 ]] && EXTRA="[dev]"
 pip_install --no-build-isolation -e "$REPO$EXTRA"
-pip_install 'setuptools<70'
+# Last: torch declares setuptools>=77 but the stack needs pkg_resources
+# (mmengine's 'mmdet::' bases, openmim). pip warns about the conflict; the
+# known-working set is setuptools 69.5.1.
+pip_install 'setuptools<70' 2>&1 | grep -v "dependency conflicts\|requires setuptools\|dependency resolver" >&2 || true
 
 step "7/7 check"
 "$PY" - <<'PYEOF'
