@@ -111,7 +111,7 @@ fi
 
 step "5/7 OpenMMLab stack (mmengine, mmpretrain, mmsegmentation, mmdet, lvis)"
 pip_install 'numpy<2' 'mmengine==0.10.7' 'mmpretrain==1.2.0' 'mmsegmentation==1.2.2' \
-  'mmdet==3.3.0' lvis pycocotools matplotlib "mmcv==$MMCV_VERSION"
+  'mmdet==3.3.0' lvis pycocotools matplotlib ftfy regex "mmcv==$MMCV_VERSION"
 
 step "6/7 mmdisalign (editable)"
 EXTRA=""; [[ $DEV == 1 ]] && EXTRA="[dev]"
@@ -125,6 +125,9 @@ step "7/7 check"
 "$PY" - <<'PYEOF'
 import importlib.metadata as m
 import mmcv.ops  # noqa: F401  compiled CPU ops must import
+import mmdet.models  # noqa: F401
+import mmpretrain.models  # noqa: F401
+import mmseg.models  # noqa: F401  (needs ftfy / regex)
 import mmdisalign
 names = ['torch', 'torchvision', 'mmcv', 'mmengine', 'mmpretrain',
          'mmsegmentation', 'mmdet', 'numpy', 'setuptools']
