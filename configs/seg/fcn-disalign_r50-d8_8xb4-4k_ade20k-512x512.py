@@ -1,0 +1,55 @@
+# DisAlign stage 2 for FCN R-50-D8 on ADE20K 512x512.
+#
+# Stage 1 is the upstream mmseg model of the _base_ config: train it with
+# that config, or download its checkpoint (mmseg model zoo)
+#   https://download.openmmlab.com/mmsegmentation/v0.5/fcn/fcn_r50-d8_512x512_160k_ade20k/fcn_r50-d8_512x512_160k_ade20k_20200615_100713-4edbc3b4.pth  # noqa: E501
+# and point load_from at the local file. Nothing is downloaded at run time.
+# The class-frequency file comes from
+#   python tools/analysis_tools/seg_pixel_freq.py \
+#       mmseg::fcn/fcn_r50-d8_4xb4-160k_ade20k-512x512.py <class_freq>
+# Stage 2 (reference schedule): only the calibration of the decode head
+# trains (DisAlignFreezeHook), 4000 iterations, SGD lr 0.01, momentum 0.9,
+# wd 5e-4, poly LR, 8 GPUs x 4 images, GRW loss with rho 0.2 averaged over
+# all pixels, auxiliary loss weight 0.
+_base_ = 'mmseg::fcn/fcn_r50-d8_4xb4-160k_ade20k-512x512.py'
+custom_imports = dict(imports=['mmdisalign.seg'], allow_failed_imports=False)
+
+load_from = 'checkpoints/fcn_r50-d8_512x512_160k_ade20k_20200615_100713-4edbc3b4.pth'  # noqa: E501
+class_freq = 'data/ade/ADEChallengeData2016/ade20k_train_pixel_freq.json'
+num_classes = 150
+
+model = dict(
+    pretrained=None,  # every weight comes from load_from
+    decode_head=dict(
+        type='DisAlignFCNHead',
+        confidence='reference',
+        loss_decode=dict(
+            _delete_=True,
+            type='GRWCrossEntropyLoss',
+            class_freq=class_freq,
+            num_classes=num_classes,
+            rho=0.2,
+            avg_mode='pixel',
+            loss_weight=1.0)),
+    auxiliary_head=dict(loss_decode=dict(loss_weight=0.0)))
+
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005))
+param_scheduler = [
+    dict(
+        type='PolyLR',
+        eta_min=1e-4,
+        power=0.9,
+        begin=0,
+        end=4000,
+        by_epoch=False)
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=4000, val_interval=800)
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval=800))
+custom_hooks = [dict(type='DisAlignFreezeHook')]
+
+val_evaluator = dict(
+    type='HeadBodyTailIoUMetric',
+    class_freq=class_freq,
+    iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

@@ -1,0 +1,251 @@
+"""mIoU / mAcc overall and per head / body / tail group of classes."""
+import math
+import numbers
+import os
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from mmengine.logging import MMLogger, print_log
+from mmseg.evaluation import IoUMetric
+from mmseg.registry import METRICS
+
+from mmdisalign.utils.class_freq import load_class_freq, load_class_freq_meta
+
+__all__ = ['HeadBodyTailIoUMetric', 'class_pixel_ratios', 'group_classes']
+
+#: Count types whose values are already ratios of all pixels.
+RATIO_COUNT_TYPES = ('pixel_ratio', )
+
+
+def class_pixel_ratios(class_freq: Union[str, os.PathLike],
+                       key: str = 'counts') -> np.ndarray:
+    """Per-class training pixel ratios from a class-frequency file.
+
+    - ``count_type`` ``'pixel_ratio'``: the values are ratios already
+      (e.g. the ``Ratio`` column of ADE20K's ``objectInfo150.txt``) and are
+      returned unchanged.
+    - a file with a ``total_pixels`` entry (written by
+      ``tools/analysis_tools/seg_pixel_freq.py``): ``count / total_pixels``,
+      i.e. the share of ALL annotated pixels, ignored ones (ADE20K's
+      "other") included, like objectInfo150.
+    - otherwise ``count / sum(counts)``.
+
+    Args:
+        class_freq (str | PathLike): The frequency JSON file.
+        key (str): The per-class list to read. Defaults to ``'counts'``.
+
+    Returns:
+        np.ndarray: float64 ratios, shape (K,).
+    """
+    meta = load_class_freq_meta(class_freq)
+    counts = load_class_freq(class_freq, key=key, allow_zero=True)
+    if meta.get('count_type') in RATIO_COUNT_TYPES:
+        return counts
+    total = meta.get('total_pixels')
+    if total is not None:
+        valid = isinstance(total, numbers.Real) and not isinstance(
+            total, bool) and total > 0
+        if not valid:
+            raise ValueError(f'{os.fspath(class_freq)}: "total_pixels" must '
+                             f'be a positive number, got {total!r}')
+        if counts.sum() > total:
+            raise ValueError(
+                f'{os.fspath(class_freq)}: the class counts sum to '
+                f'{counts.sum():g}, more than "total_pixels" = {total}')
+        return counts / float(total)
+    if counts.sum() <= 0:
+        raise ValueError(f'{os.fspath(class_freq)}: all counts are zero')
+    return counts / counts.sum()
+
+
+def group_classes(
+    ratios: Sequence[float], thresholds: Sequence[float] = (0.01, 0.001)
+) -> List[np.ndarray]:
+    """Split classes by ratio: ``> t[0]``, ``(t[1], t[0]]``, ..., ``<= t[-1]``.
+
+    Args:
+        ratios (Sequence[float]): Per-class ratios.
+        thresholds (Sequence[float]): Strictly decreasing positive
+            thresholds; ``len(thresholds) + 1`` groups. Defaults to
+            ``(0.01, 0.001)`` (head > 1 %, body 0.1 %..1 %, tail <= 0.1 %,
+            the reference ADE20K split).
+
+    Returns:
+        list[np.ndarray]: Class indices of each group, most frequent first.
+    """
+    ratios = np.asarray(ratios, dtype=np.float64)
+    bounds = [math.inf] + [float(t) for t in thresholds] + [-math.inf]
+    return [
+        np.flatnonzero((ratios <= upper) & (ratios > lower))
+        for upper, lower in zip(bounds[:-1], bounds[1:])
+    ]
+
+
+def _check_thresholds(thresholds: Sequence[float]) -> tuple:
+    if isinstance(thresholds, (str, bytes)) or not isinstance(
+            thresholds, Sequence) or len(thresholds) == 0:
+        raise TypeError('thresholds must be a non-empty sequence of '
+                        f'numbers, got {thresholds!r}')
+    values = []
+    for value in thresholds:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value) or value <= 0:
+            raise ValueError('thresholds must be finite positive ratios, '
+                             f'got {thresholds!r}')
+        values.append(float(value))
+    if any(a <= b for a, b in zip(values[:-1], values[1:])):
+        raise ValueError('thresholds must be strictly decreasing (head '
+                         f'first), got {tuple(thresholds)}')
+    return tuple(values)
+
+
+@METRICS.register_module()
+class HeadBodyTailIoUMetric(IoUMetric):
+    """:class:`IoUMetric` plus mIoU and mAcc per frequency group of classes.
+
+    Classes are grouped by their TRAINING pixel ratio read from a
+    class-frequency file (see :func:`class_pixel_ratios`): with the default
+    thresholds ``(0.01, 0.001)`` and names ``('head', 'body', 'tail')``,
+    head > 1 %, 0.1 % < body <= 1 %, tail <= 0.1 % (ADE20K: 20 / 55 / 75
+    classes). The per-class IoU / Acc are those of :class:`IoUMetric`
+    (:meth:`IoUMetric.total_area_to_metrics` on the accumulated areas); a
+    group's value is their ``nanmean`` in percent, rounded to 2 digits like
+    the overall ones. Classes absent from both the predictions and the
+    ground truth (NaN IoU) are skipped, as in the overall mean.
+
+    Returned keys: everything :class:`IoUMetric` returns (``aAcc``,
+    ``mIoU``, ``mAcc``, ...) plus ``{group}_mIoU`` and ``{group}_mAcc`` for
+    each group (NaN for a group without classes). The group sizes are
+    logged; :meth:`class_groups` returns the members.
+
+    Args:
+        class_freq (str | PathLike): Frequency JSON of the training set,
+            one entry per class of the evaluated dataset.
+        thresholds (Sequence[float]): Ratio thresholds, strictly
+            decreasing. Defaults to ``(0.01, 0.001)``.
+        group_names (Sequence[str]): One name per group
+            (``len(thresholds) + 1``). Defaults to
+            ``('head', 'body', 'tail')``.
+        class_freq_key (str): The per-class list of the file to use.
+            Defaults to ``'counts'``.
+        check_class_names (bool): Require the class names of the file (if
+            it has any) to equal the dataset's (case and surrounding
+            spaces ignored). Defaults to True.
+        **kwargs: Arguments of :class:`IoUMetric` (``iou_metrics``,
+            ``ignore_index``, ``prefix``, ...). ``iou_metrics`` must
+            include ``'mIoU'``.
+    """
+
+    def __init__(self,
+                 class_freq: Union[str, os.PathLike],
+                 thresholds: Sequence[float] = (0.01, 0.001),
+                 group_names: Sequence[str] = ('head', 'body', 'tail'),
+                 class_freq_key: str = 'counts',
+                 check_class_names: bool = True,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        metrics = [self.metrics] if isinstance(self.metrics,
+                                               str) else self.metrics
+        if 'mIoU' not in metrics:
+            raise ValueError("HeadBodyTailIoUMetric needs 'mIoU' in "
+                             f'iou_metrics, got {self.metrics!r}')
+        self.thresholds = _check_thresholds(thresholds)
+        group_names = tuple(group_names)
+        if len(group_names) != len(self.thresholds) + 1:
+            raise ValueError(
+                f'{len(self.thresholds)} thresholds make '
+                f'{len(self.thresholds) + 1} groups, but group_names has '
+                f'{len(group_names)} names: {group_names}')
+        if len(set(group_names)) != len(group_names) or not all(
+                isinstance(name, str) and name for name in group_names):
+            raise ValueError('group_names must be distinct non-empty '
+                             f'strings, got {group_names}')
+        self.group_names = group_names
+        self.class_freq = os.fspath(class_freq)
+        self.check_class_names = check_class_names
+        # Read now: a missing or broken file fails when the metric is
+        # built, not after a whole evaluation.
+        self.freq_meta = load_class_freq_meta(self.class_freq)
+        self.ratios = class_pixel_ratios(self.class_freq, class_freq_key)
+        self.groups = group_classes(self.ratios, self.thresholds)
+
+    @property
+    def dataset_meta(self) -> Optional[dict]:
+        """Meta info of the evaluated dataset.
+
+        Setting it (the Runner does when it builds the validation / test
+        loop, before training starts) checks that the frequency file
+        describes the dataset's classes.
+        """
+        return self._dataset_meta
+
+    @dataset_meta.setter
+    def dataset_meta(self, dataset_meta: Optional[dict]) -> None:
+        if dataset_meta and dataset_meta.get('classes') is not None:
+            self._check_dataset(dataset_meta['classes'])
+        self._dataset_meta = dataset_meta
+
+    def _check_dataset(self, class_names: Sequence[str]) -> None:
+        """The frequency file must describe the evaluated classes."""
+        num = len(class_names)
+        if len(self.ratios) != num:
+            raise ValueError(
+                f'the class-frequency file {self.class_freq} has '
+                f'{len(self.ratios)} classes but the evaluated dataset has '
+                f'{num}; use the frequency file of this dataset\'s '
+                'training set')
+        file_names = self.freq_meta.get('classes')
+        if not self.check_class_names or file_names is None:
+            return
+        for index, (ours, theirs) in enumerate(zip(file_names, class_names)):
+            if ours.strip().lower() != str(theirs).strip().lower():
+                raise ValueError(
+                    f'class {index} is {theirs!r} in the dataset but '
+                    f'{ours!r} in the class-frequency file {self.class_freq}'
+                    '; use the frequency file of this dataset (or '
+                    'check_class_names=False if only the names differ)')
+
+    def compute_metrics(self, results: list) -> Dict[str, float]:
+        """Overall metrics of :class:`IoUMetric` plus the group means.
+
+        Args:
+            results (list): The processed results of each batch.
+
+        Returns:
+            dict[str, float]: The metrics.
+        """
+        class_names = self.dataset_meta['classes']
+        self._check_dataset(class_names)
+        metrics = super().compute_metrics(results)
+        if self.format_only:
+            return metrics
+        areas = tuple(zip(*results))
+        per_class = self.total_area_to_metrics(
+            sum(areas[0]), sum(areas[1]), sum(areas[2]), sum(areas[3]),
+            ['mIoU'], self.nan_to_num, self.beta)
+        lines = []
+        for name, index in zip(self.group_names, self.groups):
+            values = {}
+            for key in ('IoU', 'Acc'):
+                chosen = np.asarray(per_class[key], dtype=np.float64)[index]
+                if chosen.size == 0 or np.all(np.isnan(chosen)):
+                    values[key] = float('nan')
+                else:
+                    values[key] = float(np.round(np.nanmean(chosen) * 100, 2))
+                metrics[f'{name}_m{key}'] = values[key]
+            lines.append(f'{name}: {index.size} classes, mIoU '
+                         f'{values["IoU"]:.2f}, mAcc {values["Acc"]:.2f}')
+        logger: MMLogger = MMLogger.get_current_instance()
+        thresholds = ', '.join(f'{t:g}' for t in self.thresholds)
+        print_log(
+            f'groups by training pixel ratio (thresholds {thresholds}; '
+            f'{self.class_freq}):\n' + '\n'.join(lines),
+            logger=logger)
+        return metrics
+
+    def class_groups(self) -> 'OrderedDict[str, List[int]]':
+        """The class indices of each group, by group name."""
+        return OrderedDict(
+            (name, index.tolist())
+            for name, index in zip(self.group_names, self.groups))

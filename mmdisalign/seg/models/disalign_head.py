@@ -1,0 +1,204 @@
+"""DisAlign decode heads for mmsegmentation.
+
+The calibration is applied per pixel where every mmseg decode head turns
+its last feature map into class scores: :meth:`BaseDecodeHead.cls_seg`
+(``dropout`` then the 1x1 ``conv_seg``). :class:`DisAlignDecodeHeadMixin`
+overrides only that method, so a DisAlign variant of any decode head that
+calls ``self.cls_seg(feat)`` is the mixin plus the upstream class::
+
+    @MODELS.register_module()
+    class DisAlignPSPHead(DisAlignDecodeHeadMixin, PSPHead):
+        pass
+
+The upstream parameters keep their names (``conv_seg``, ``convs``,
+``aspp_modules``, ...), so a stage-1 checkpoint of the upstream head loads
+without renaming; the new parameters live under ``calibration.``.
+"""
+import copy
+import inspect
+from typing import Optional, Union
+
+import torch.nn as nn
+from mmseg.models.decode_heads import DepthwiseSeparableASPPHead, FCNHead
+from mmseg.registry import MODELS
+from torch import Tensor
+
+from mmdisalign.models.calibration import (BaseCalibration,
+                                           DisAlignCalibration)
+from mmdisalign.models.losses import GRWCrossEntropyLoss
+
+__all__ = [
+    'DisAlignDecodeHeadMixin', 'DisAlignFCNHead',
+    'DisAlignDepthwiseSeparableASPPHead', 'CONFIDENCE_MODES'
+]
+
+#: ``'linear'``: sigma = sigmoid(conv1x1(x) + b), the paper's form.
+#: ``'reference'``: sigma = sigmoid(act(norm(conv1x1(x)))) with the head's
+#: own ``norm_cfg`` and ``act_cfg`` (the reference ADE20K code: conv without
+#: bias, SyncBN, ReLU; the ReLU makes sigma >= 0.5).
+CONFIDENCE_MODES = ('linear', 'reference')
+
+
+class DisAlignDecodeHeadMixin:
+    """Adds a per-pixel DisAlign calibration to an mmseg decode head.
+
+    Put it FIRST among the bases, before the upstream head class. The head
+    then computes ``z = conv_seg(dropout(f))`` as upstream and returns
+    ``calibration(z, f)``, where ``f`` is the feature map the upstream head
+    passes to ``cls_seg`` (``channels`` channels, the decoder resolution).
+    With the default :class:`DisAlignCalibration` that is
+
+    ``zhat = (1 + sigma * alpha) * z + sigma * beta``
+
+    with per-class ``alpha``, ``beta`` (shape ``(K,)``, broadcast over
+    pixels) and a per-pixel confidence map ``sigma`` computed from ``f``
+    before the dropout, as in the reference code. At init ``alpha = beta =
+    0``: the head is exactly the upstream head.
+
+    The calibration is any :class:`BaseCalibration`; ``num_classes``
+    (``out_channels`` of the head) is filled in, and for
+    :class:`DisAlignCalibration` also ``in_channels`` (``channels``),
+    ``dense=True`` and the confidence layout chosen by ``confidence``.
+    Explicit ``confidence_norm_cfg`` / ``confidence_act_cfg`` keys in
+    ``calibration`` win over ``confidence``. The original classifier
+    ``conv_seg`` is not touched here: ``DisAlignFreezeHook`` freezes it
+    with everything else that is not a calibration module.
+
+    A :class:`GRWCrossEntropyLoss` in ``loss_decode`` must have one class
+    weight per output channel; a mismatch (e.g. the frequency file of
+    another dataset) raises a ValueError when the head is built.
+
+    Args:
+        calibration (dict | BaseCalibration, optional): Calibration config
+            (or module). Defaults to ``dict(type='DisAlignCalibration')``.
+        confidence (str): ``'linear'`` or ``'reference'``, see
+            :data:`CONFIDENCE_MODES`; only used by
+            :class:`DisAlignCalibration`. Defaults to ``'linear'``.
+        *args, **kwargs: Arguments of the upstream head.
+    """
+
+    def __init__(self,
+                 *args,
+                 calibration: Optional[Union[dict, nn.Module]] = None,
+                 confidence: str = 'linear',
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if confidence not in CONFIDENCE_MODES:
+            raise ValueError(f'confidence must be one of {CONFIDENCE_MODES}, '
+                             f'but got {confidence!r}')
+        self.confidence_mode = confidence
+        self.calibration = self._build_calibration(calibration, confidence)
+        self._check_losses()
+
+    def _build_calibration(self, cfg: Optional[Union[dict, nn.Module]],
+                           confidence: str) -> BaseCalibration:
+        """Build the calibration, filling in the head's sizes."""
+        if cfg is None:
+            cfg = dict(type='DisAlignCalibration')
+        if isinstance(cfg, nn.Module):
+            module = cfg
+        else:
+            if not isinstance(cfg, dict) or 'type' not in cfg:
+                raise TypeError('calibration must be a config dict with a '
+                                f'"type" key, but got {cfg!r}')
+            cfg = copy.deepcopy(dict(cfg))
+            calib_cls = cfg['type']
+            if isinstance(calib_cls, str):
+                calib_cls = MODELS.get(calib_cls)
+                if calib_cls is None:
+                    raise KeyError(
+                        f'calibration type {cfg["type"]!r} is not registered;'
+                        ' import mmdisalign (custom_imports) first')
+            if not (inspect.isclass(calib_cls)
+                    and issubclass(calib_cls, BaseCalibration)):
+                raise TypeError(f'calibration type {cfg["type"]!r} is not a '
+                                'mmdisalign BaseCalibration')
+            filled = dict(num_classes=self.out_channels)
+            if issubclass(calib_cls, DisAlignCalibration):
+                filled.update(in_channels=self.channels, dense=True)
+                if confidence == 'reference':
+                    cfg.setdefault('confidence_norm_cfg',
+                                   copy.deepcopy(self.norm_cfg))
+                    cfg.setdefault('confidence_act_cfg',
+                                   copy.deepcopy(self.act_cfg))
+            for key, value in filled.items():
+                if key in cfg and cfg[key] != value:
+                    raise ValueError(
+                        f'calibration {key}={cfg[key]!r} does not match the '
+                        f'decode head ({key}={value!r}, from the head\'s '
+                        f'{self._head_field(key)})')
+                cfg[key] = value
+            cfg['type'] = calib_cls
+            module = MODELS.build(cfg)
+        if not isinstance(module, BaseCalibration):
+            raise TypeError('calibration must be a mmdisalign '
+                            f'BaseCalibration, got {type(module).__name__}')
+        if module.num_logits != self.out_channels:
+            raise ValueError(
+                f'the calibration takes {module.num_logits} logit columns '
+                f'but the decode head predicts {self.out_channels}')
+        return module
+
+    @staticmethod
+    def _head_field(key: str) -> str:
+        return dict(
+            num_classes='out_channels',
+            in_channels='channels',
+            dense='dense per-pixel output').get(key, key)
+
+    def _check_losses(self) -> None:
+        """Fail early on a GRW loss with the wrong number of classes."""
+        losses = self.loss_decode
+        if not isinstance(losses, nn.ModuleList):
+            losses = [losses]
+        for loss in losses:
+            if not isinstance(loss, GRWCrossEntropyLoss):
+                continue
+            num_weights = loss.class_weight.numel()
+            if num_weights != self.out_channels:
+                origin = (f"the frequency file '{loss.source}'"
+                          if loss.source else 'class_freq')
+                raise ValueError(
+                    f'{type(self).__name__} predicts {self.out_channels} '
+                    f'classes (num_classes={self.num_classes}) but its '
+                    f'{type(loss).__name__} ({loss.loss_name}) has '
+                    f'{num_weights} class weights from {origin}; use the '
+                    'frequency file of the training set of this model')
+
+    def cls_seg(self, feat: Tensor) -> Tensor:
+        """Classify each pixel, then calibrate the scores.
+
+        Args:
+            feat (Tensor): ``(N, channels, H, W)`` feature map.
+
+        Returns:
+            Tensor: Calibrated scores ``(N, out_channels, H, W)``.
+        """
+        logits = super().cls_seg(feat)
+        return self.calibration(
+            logits, feat, classifier_weight=self.conv_seg.weight)
+
+
+@MODELS.register_module()
+class DisAlignFCNHead(DisAlignDecodeHeadMixin, FCNHead):
+    """FCN head (``FCNHead``) with a per-pixel DisAlign calibration.
+
+    The calibration reads the feature after ``convs`` (and ``conv_cat``
+    when ``concat_input``), the input of ``conv_seg``. See
+    :class:`DisAlignDecodeHeadMixin` for ``calibration`` and
+    ``confidence``; every other argument is ``FCNHead``'s.
+    """
+
+
+@MODELS.register_module()
+class DisAlignDepthwiseSeparableASPPHead(DisAlignDecodeHeadMixin,
+                                         DepthwiseSeparableASPPHead):
+    """DeepLabV3+ head (``DepthwiseSeparableASPPHead``) with a per-pixel
+    DisAlign calibration.
+
+    The calibration reads the output of ``sep_bottleneck`` (ASPP features
+    fused with the low-level ``c1`` features, at the ``c1`` resolution), the
+    input of ``conv_seg``. See :class:`DisAlignDecodeHeadMixin` for
+    ``calibration`` and ``confidence``; every other argument is
+    ``DepthwiseSeparableASPPHead``'s.
+    """
