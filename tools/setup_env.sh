@@ -116,6 +116,12 @@ pip_install 'numpy<2' 'mmengine==0.10.7' 'mmpretrain==1.2.0' 'mmsegmentation==1.
 step "6/7 mmdisalign (editable)"
 EXTRA=""; [[ $DEV == 1 ]] && EXTRA="[dev]"
 pip_install --no-build-isolation -e "$REPO$EXTRA"
+if [[ $DEV == 1 ]]; then
+  # openmim for the mim tests, without its opendatalab/openxlab chain (which
+  # pins an old setuptools): its real dependencies, then openmim itself.
+  pip_install click colorama model-index tabulate pandas requests rich 'numpy<2'
+  pip_install --no-deps 'openmim==0.3.9'
+fi
 # Last: torch declares setuptools>=77 but the stack needs pkg_resources
 # (mmengine's 'mmdet::' bases, openmim). pip warns about the conflict; the
 # known-working set is setuptools 69.5.1.
