@@ -1,0 +1,314 @@
+"""Build Fashion-MNIST-LT: a long-tailed Fashion-MNIST in list-file format.
+
+The training split keeps ``n_i = n_max * (1 / ratio) ** (i / (K - 1))``
+images of class ``i`` (an exponential profile, class 0 the most frequent),
+drawn with a seeded generator; the test split is the balanced t10k set.
+Images are written as PNG files and listed in the ImageNet-LT format
+("relative/path label"), so :class:`LongTailListDataset` reads all splits.
+Optionally, a balanced validation split (``val_per_class`` images per
+class, disjoint from the training images) is drawn from the unused training
+images, for tuning without touching the test split; ``n_max`` then shrinks
+by ``val_per_class`` (Fashion-MNIST has exactly 6000 images per class).
+
+Only numpy and PIL are needed; building all splits takes seconds.
+"""
+import gzip
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    'FASHION_MNIST_CLASSES', 'DEFAULT_FASHION_MNIST_DIR', 'read_idx',
+    'long_tail_counts', 'sample_long_tail', 'build_fashion_mnist_lt',
+    'is_built'
+]
+
+FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
+                         'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
+# Installed by the Debian package ``dataset-fashion-mnist``.
+DEFAULT_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
+IDX_FILES = dict(
+    train_images='train-images-idx3-ubyte.gz',
+    train_labels='train-labels-idx1-ubyte.gz',
+    test_images='t10k-images-idx3-ubyte.gz',
+    test_labels='t10k-labels-idx1-ubyte.gz')
+LIST_NAMES = dict(
+    train='fashion_mnist_lt_train.txt',
+    val='fashion_mnist_lt_val.txt',
+    test='fashion_mnist_lt_test.txt')
+META_NAME = 'meta.json'
+FORMAT_VERSION = 1
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) of unsigned bytes.
+
+    Args:
+        path (str): ``*-idx1-ubyte[.gz]`` (labels) or ``*-idx3-ubyte[.gz]``
+            (images).
+
+    Returns:
+        np.ndarray: uint8 array of the stored shape.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'IDX file not found: {path} (install the Debian package '
+            f'dataset-fashion-mnist, or pass another directory)')
+    opener = gzip.open if path.endswith('.gz') else open
+    with opener(path, 'rb') as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise ValueError(f'{path} is not an IDX file (bad magic number)')
+    if data[2] != 0x08:
+        raise ValueError(
+            f'{path}: only unsigned-byte IDX files are supported, got type '
+            f'code 0x{data[2]:02x}')
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = tuple(
+        int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
+    expected = int(np.prod(shape)) if shape else 0
+    if len(data) - header != expected:
+        raise ValueError(
+            f'{path}: header announces shape {shape} ({expected} bytes) but '
+            f'the file holds {len(data) - header} bytes')
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+
+
+def long_tail_counts(n_max: int, num_classes: int, ratio: float) -> List[int]:
+    """Exponential long-tail profile ``n_max * (1/ratio)**(i/(K-1))``.
+
+    Counts are rounded down (a tiny tolerance absorbs float error, so
+    ``n_max=6000, ratio=100`` ends exactly at 60).
+
+    Args:
+        n_max (int): Images of the most frequent class (class 0).
+        num_classes (int): The number of classes K.
+        ratio (float): Imbalance ratio n_0 / n_{K-1}, at least 1.
+
+    Returns:
+        list[int]: K counts, non-increasing.
+    """
+    if ratio < 1:
+        raise ValueError(f'imbalance ratio must be >= 1, got {ratio}')
+    if n_max < 1 or num_classes < 1:
+        raise ValueError(f'need n_max >= 1 and num_classes >= 1, got '
+                         f'{n_max} and {num_classes}')
+    if num_classes == 1:
+        return [int(n_max)]
+    counts = []
+    for i in range(num_classes):
+        n = n_max * (1.0 / ratio)**(i / (num_classes - 1))
+        counts.append(max(1, int(np.floor(n + 1e-6))))
+    return counts
+
+
+def sample_long_tail(labels: np.ndarray,
+                     counts: Sequence[int],
+                     seed: int = 0,
+                     val_per_class: int = 0) -> Dict[str, np.ndarray]:
+    """Draw a long-tailed subset (and a disjoint balanced one) per class.
+
+    For each class a seeded permutation of its indices is drawn; the
+    training subset is its first ``counts[i]`` entries (so a smaller ratio
+    with the same seed gives nested subsets) and the validation subset its
+    last ``val_per_class`` entries (the same for every ratio).
+
+    Args:
+        labels (np.ndarray): Labels of the source split, shape (N,).
+        counts (Sequence[int]): Images to keep per class.
+        seed (int): Seed of the generator. Defaults to 0.
+        val_per_class (int): Images per class for validation. Defaults to
+            0.
+
+    Returns:
+        dict: ``train`` and ``val`` index arrays into ``labels`` (sorted).
+    """
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c, n in enumerate(counts):
+        idx = np.flatnonzero(labels == c)
+        if n + val_per_class > idx.size:
+            raise ValueError(
+                f'class {c} has {idx.size} source images, fewer than the '
+                f'{n} training + {val_per_class} validation images asked')
+        perm = rng.permutation(idx)
+        train.append(np.sort(perm[:n]))
+        if val_per_class:
+            val.append(np.sort(perm[idx.size - val_per_class:]))
+    empty = np.zeros(0, np.int64)
+    return dict(
+        train=np.concatenate(train) if train else empty,
+        val=np.concatenate(val) if val else empty)
+
+
+def _write_split(out_dir: str, split: str, src_split: str, images: np.ndarray,
+                 labels: np.ndarray, indices: np.ndarray) -> None:
+    """Write PNGs of ``indices`` and the list file of ``split``."""
+    lines = []
+    for i in indices:
+        label = int(labels[i])
+        rel = f'{src_split}/{label}/{src_split}_{int(i):05d}.png'
+        full = osp.join(out_dir, 'images', rel)
+        os.makedirs(osp.dirname(full), exist_ok=True)
+        Image.fromarray(images[i]).save(full, compress_level=1)
+        lines.append(f'{rel} {label}\n')
+    with open(osp.join(out_dir, LIST_NAMES[split]), 'w') as f:
+        f.writelines(lines)
+
+
+def _build_args(ratio, seed, max_per_class, val_per_class, test_per_class,
+                sources) -> dict:
+    return dict(
+        format_version=FORMAT_VERSION,
+        ratio=float(ratio),
+        seed=int(seed),
+        max_per_class=max_per_class,
+        val_per_class=int(val_per_class),
+        test_per_class=test_per_class,
+        sources={
+            k: osp.abspath(v)
+            for k, v in sources.items()
+        })
+
+
+def _sources(src_dir: str, paths: Optional[dict]) -> dict:
+    sources = {k: osp.join(src_dir, v) for k, v in IDX_FILES.items()}
+    for key, value in (paths or {}).items():
+        if key not in IDX_FILES:
+            raise KeyError(f'unknown IDX file key {key!r}; expected one of '
+                           f'{sorted(IDX_FILES)}')
+        if value:
+            sources[key] = value
+    return sources
+
+
+def is_built(out_dir: str,
+             ratio: float = 100,
+             seed: int = 0,
+             max_per_class: Optional[int] = None,
+             val_per_class: int = 0,
+             test_per_class: Optional[int] = None,
+             src_dir: str = DEFAULT_FASHION_MNIST_DIR,
+             paths: Optional[dict] = None) -> bool:
+    """Whether ``out_dir`` already holds a build with these arguments."""
+    meta_path = osp.join(out_dir, META_NAME)
+    if not osp.isfile(meta_path):
+        return False
+    with open(meta_path) as f:
+        meta = json.load(f)
+    args = _build_args(ratio, seed, max_per_class, val_per_class,
+                       test_per_class, _sources(src_dir, paths))
+    splits = ['train', 'test'] + (['val'] if val_per_class else [])
+    return meta.get('args') == args and all(
+        osp.isfile(osp.join(out_dir, LIST_NAMES[s])) for s in splits)
+
+
+def build_fashion_mnist_lt(out_dir: str,
+                           ratio: float = 100,
+                           seed: int = 0,
+                           max_per_class: Optional[int] = None,
+                           val_per_class: int = 0,
+                           test_per_class: Optional[int] = None,
+                           src_dir: str = DEFAULT_FASHION_MNIST_DIR,
+                           paths: Optional[dict] = None) -> dict:
+    """Build Fashion-MNIST-LT under ``out_dir``.
+
+    Layout written::
+
+        out_dir/
+            images/train/<label>/train_<index>.png
+            images/test/<label>/test_<index>.png
+            fashion_mnist_lt_train.txt   # long-tailed, "rel/path label"
+            fashion_mnist_lt_val.txt     # only if val_per_class > 0
+            fashion_mnist_lt_test.txt    # balanced t10k
+            classes.txt                  # one class name per line
+            class_freq.json              # per-class training image counts
+            meta.json                    # build arguments and counts
+
+    Args:
+        out_dir (str): Output directory.
+        ratio (float): Imbalance ratio n_max / n_min. Defaults to 100.
+        seed (int): Sampling seed. Defaults to 0.
+        max_per_class (int, optional): n_max, images of class 0. Defaults
+            to None: the smallest per-class count of the source minus
+            ``val_per_class`` (6000 for Fashion-MNIST without validation).
+        val_per_class (int): Balanced validation images per class, drawn
+            from the unused training images. Defaults to 0 (no split).
+        test_per_class (int, optional): Keep only this many test images
+            per class (seeded); None keeps all. Defaults to None.
+        src_dir (str): Directory of the four IDX files. Defaults to the
+            Debian package's directory.
+        paths (dict, optional): Override single IDX files, keys
+            ``train_images``, ``train_labels``, ``test_images``,
+            ``test_labels``. Defaults to None.
+
+    Returns:
+        dict: The metadata written to ``meta.json`` (arguments, counts).
+    """
+    from mmdisalign.utils.class_freq import save_class_freq
+
+    sources = _sources(src_dir, paths)
+    train_images = read_idx(sources['train_images'])
+    train_labels = read_idx(sources['train_labels'])
+    test_images = read_idx(sources['test_images'])
+    test_labels = read_idx(sources['test_labels'])
+    for name, imgs, lbls in (('train', train_images, train_labels),
+                             ('test', test_images, test_labels)):
+        if imgs.ndim != 3 or len(imgs) != len(lbls):
+            raise ValueError(
+                f'{name} IDX files disagree: images {imgs.shape}, labels '
+                f'{lbls.shape}')
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    classes = (
+        FASHION_MNIST_CLASSES if num_classes == len(FASHION_MNIST_CLASSES) else
+        tuple(str(i) for i in range(num_classes)))
+    available = np.bincount(train_labels, minlength=num_classes)
+    n_max = (
+        int(available.min()) -
+        val_per_class if max_per_class is None else int(max_per_class))
+    counts = long_tail_counts(n_max, num_classes, ratio)
+    picked = sample_long_tail(train_labels, counts, seed, val_per_class)
+    if test_per_class is None:
+        test_idx = np.arange(len(test_labels))
+    else:
+        test_idx = sample_long_tail(test_labels,
+                                    [int(test_per_class)] * num_classes,
+                                    seed + 1)['train']
+
+    os.makedirs(out_dir, exist_ok=True)
+    meta_path = osp.join(out_dir, META_NAME)
+    if osp.isfile(meta_path):
+        os.remove(meta_path)  # marks the build incomplete until the end
+    _write_split(out_dir, 'train', 'train', train_images, train_labels,
+                 picked['train'])
+    val_list = osp.join(out_dir, LIST_NAMES['val'])
+    if val_per_class:
+        _write_split(out_dir, 'val', 'train', train_images, train_labels,
+                     picked['val'])
+    elif osp.isfile(val_list):
+        os.remove(val_list)
+    _write_split(out_dir, 'test', 'test', test_images, test_labels, test_idx)
+    with open(osp.join(out_dir, 'classes.txt'), 'w') as f:
+        f.writelines(f'{c}\n' for c in classes)
+    save_class_freq(
+        osp.join(out_dir, 'class_freq.json'),
+        counts,
+        classes=list(classes),
+        count_type='images',
+        source=LIST_NAMES['train'])
+    meta = dict(
+        args=_build_args(ratio, seed, max_per_class, val_per_class,
+                         test_per_class, sources),
+        num_classes=num_classes,
+        classes=list(classes),
+        train_counts=[int(c) for c in counts],
+        num_val=int(picked['val'].size),
+        num_test=int(test_idx.size))
+    with open(meta_path, 'w') as f:
+        json.dump(meta, f, indent=2)
+    return meta

@@ -1,0 +1,143 @@
+"""Reading and checking "relative/path label" list files.
+
+ImageNet-LT (``ImageNet_LT_train.txt``), Places-LT (``Places_LT_train.txt``)
+and the embedded Fashion-MNIST-LT lists share one format: one sample per
+line, an image path relative to the image root, whitespace, then an integer
+class index. Every check names the file and the 1-based line number.
+"""
+import os.path as osp
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    'read_list_file', 'count_labels', 'list_file_class_counts',
+    'check_no_empty_class'
+]
+
+
+def read_list_file(
+    path: str,
+    num_classes: Optional[int] = None
+) -> Tuple[List[str], np.ndarray, List[int]]:
+    """Parse a "relative/path label" list file.
+
+    Blank lines are skipped. The path may contain spaces: the label is the
+    last whitespace-separated field.
+
+    Args:
+        path (str): The list file.
+        num_classes (int, optional): When given, every label must lie in
+            ``[0, num_classes)``. Defaults to None (only ``>= 0`` checked).
+
+    Returns:
+        tuple: ``(paths, labels, line_numbers)``: the relative image paths,
+        the labels as an int64 array and the 1-based line number of each
+        sample in the file.
+
+    Raises:
+        FileNotFoundError: The list file does not exist.
+        ValueError: A line is malformed, a label is not an integer or lies
+            outside ``[0, num_classes)``, or the file holds no sample.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'list file not found: {path}')
+    paths, labels, line_numbers = [], [], []
+    with open(path, encoding='utf-8') as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            fields = line.rsplit(None, 1)
+            if len(fields) != 2:
+                raise ValueError(
+                    f'{path}, line {lineno}: malformed line {line!r}; '
+                    'expected "relative/path label"')
+            rel_path, label_str = fields
+            try:
+                label = int(label_str)
+            except ValueError:
+                raise ValueError(
+                    f'{path}, line {lineno}: label {label_str!r} is not an '
+                    'integer') from None
+            if label < 0 or (num_classes is not None and label >= num_classes):
+                upper = '' if num_classes is None else f', {num_classes}'
+                raise ValueError(
+                    f'{path}, line {lineno}: label {label} is out of range '
+                    f'[0{upper}) for {rel_path!r}')
+            paths.append(rel_path)
+            labels.append(label)
+            line_numbers.append(lineno)
+    if not paths:
+        raise ValueError(f'list file {path} holds no sample')
+    return paths, np.asarray(labels, dtype=np.int64), line_numbers
+
+
+def count_labels(labels: Sequence[int], num_classes: int) -> np.ndarray:
+    """Count the samples of each class.
+
+    Args:
+        labels (Sequence[int]): Class indices, all in ``[0, num_classes)``.
+        num_classes (int): The number of classes K.
+
+    Returns:
+        np.ndarray: int64 array of shape (K,).
+    """
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)][0]
+        raise ValueError(
+            f'label {int(bad)} is out of range [0, {num_classes})')
+    return np.bincount(labels, minlength=num_classes).astype(np.int64)
+
+
+def check_no_empty_class(counts: Sequence[int],
+                         source: str,
+                         classes: Optional[Sequence[str]] = None) -> None:
+    """Raise if a class has no sample.
+
+    Args:
+        counts (Sequence[int]): Per-class sample counts.
+        source (str): What the counts come from (named in the error).
+        classes (Sequence[str], optional): Class names, named in the error.
+            Defaults to None.
+
+    Raises:
+        ValueError: Some class has a zero count.
+    """
+    empty = [i for i, n in enumerate(counts) if n == 0]
+    if not empty:
+        return
+    names = [
+        f'{i} ({classes[i]!r})'
+        if classes is not None and i < len(classes) else str(i) for i in empty
+    ]
+    raise ValueError(
+        f'{source}: {len(empty)} class(es) have zero training images: '
+        f'{", ".join(names[:20])}{" ..." if len(names) > 20 else ""}. '
+        'Every class needs at least one training image (class weights '
+        'and many/medium/few groups are undefined otherwise).')
+
+
+def list_file_class_counts(path: str,
+                           num_classes: int,
+                           classes: Optional[Sequence[str]] = None,
+                           allow_empty: bool = False) -> np.ndarray:
+    """Per-class image counts of a training list file.
+
+    Args:
+        path (str): The list file.
+        num_classes (int): The number of classes K.
+        classes (Sequence[str], optional): Class names for error messages.
+            Defaults to None.
+        allow_empty (bool): Accept classes with no image. Defaults to
+            False.
+
+    Returns:
+        np.ndarray: int64 array of shape (K,).
+    """
+    _, labels, _ = read_list_file(path, num_classes)
+    counts = count_labels(labels, num_classes)
+    if not allow_empty:
+        check_no_empty_class(counts, f'list file {path}', classes)
+    return counts

@@ -1,0 +1,143 @@
+"""One dataset class for ImageNet-LT, Places-LT and Fashion-MNIST-LT."""
+import os.path as osp
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+from mmengine.fileio import get_file_backend
+from mmengine.logging import MMLogger
+from mmpretrain.datasets import BaseDataset
+from mmpretrain.registry import DATASETS
+
+from .list_file import check_no_empty_class, count_labels, read_list_file
+
+__all__ = ['LongTailListDataset']
+
+
+@DATASETS.register_module()
+class LongTailListDataset(BaseDataset):
+    """Images listed in a "relative/path label" file, checked on load.
+
+    This is the split-file format of ImageNet-LT (``ImageNet_LT_train.txt``,
+    ``_val.txt``, ``_test.txt``) and Places-LT (``Places_LT_*.txt``); the
+    Fashion-MNIST-LT builder writes the same format. Paths are relative to
+    ``data_prefix`` (joined with ``data_root``).
+
+    On load, every line is checked and a clear error names the file and
+    the line: a malformed line, a label that is not an integer or lies
+    outside ``[0, num_classes)``, an image that does not exist (local
+    files only). For a training split (``test_mode=False``), a class with
+    no image is an error that names the class.
+
+    Args:
+        ann_file (str): The list file.
+        data_root (str): Root joined to ``ann_file`` and ``data_prefix``.
+            Defaults to ''.
+        data_prefix (str | dict): Image root, relative to ``data_root``.
+            Defaults to ''.
+        num_classes (int, optional): The number of classes. Defaults to
+            None: ``len(classes)`` when class names are given, else the
+            largest label + 1 (then a trailing empty class cannot be seen).
+        classes (str | Sequence[str], optional): Class names, or a file
+            with one name per line. Defaults to None (names ``'0'``,
+            ``'1'``, ...).
+        check_images (bool): Check that every image exists. Defaults to
+            True.
+        allow_empty_classes (bool, optional): Accept classes with no
+            image. Defaults to None, meaning ``test_mode``.
+        **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
+            (``pipeline``, ``test_mode``, ``indices``, ``metainfo``...).
+    """
+
+    def __init__(self,
+                 ann_file: str,
+                 data_root: str = '',
+                 data_prefix: Union[str, dict] = '',
+                 num_classes: Optional[int] = None,
+                 classes: Union[str, Sequence[str], None] = None,
+                 check_images: bool = True,
+                 allow_empty_classes: Optional[bool] = None,
+                 **kwargs) -> None:
+        if not ann_file:
+            raise ValueError('LongTailListDataset needs an ann_file')
+        if num_classes is not None and (not isinstance(num_classes, int)
+                                        or num_classes <= 0):
+            raise ValueError(
+                f'num_classes must be a positive int, got {num_classes!r}')
+        self.num_classes = num_classes
+        self.check_images = check_images
+        self.allow_empty_classes = allow_empty_classes
+        self.class_counts: Optional[np.ndarray] = None
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            data_prefix=data_prefix,
+            classes=classes,
+            **kwargs)
+
+    def _resolve_num_classes(self, labels: np.ndarray) -> int:
+        names = self._metainfo.get('classes')
+        if names is not None:
+            if (self.num_classes is not None
+                    and self.num_classes != len(names)):
+                raise ValueError(
+                    f'num_classes={self.num_classes} but {len(names)} class '
+                    f'names were given for {self.ann_file}')
+            return len(names)
+        if self.num_classes is not None:
+            return self.num_classes
+        MMLogger.get_current_instance().warning(
+            f'{self.ann_file}: neither num_classes nor classes given; '
+            f'using largest label + 1 = {int(labels.max()) + 1}')
+        return int(labels.max()) + 1
+
+    def _check_images(self, paths: List[str], line_numbers: List[int],
+                      full_paths: List[str]) -> None:
+        missing = [(p, n) for p, n, f in zip(paths, line_numbers, full_paths)
+                   if not osp.isfile(f)]
+        if not missing:
+            return
+        rel, lineno = missing[0]
+        raise FileNotFoundError(
+            f'{self.ann_file}, line {lineno}: image {rel!r} not found under '
+            f'{self.img_prefix!r} ({len(missing)} of {len(paths)} listed '
+            'images are missing)')
+
+    def load_data_list(self) -> List[dict]:
+        """Read and check the list file.
+
+        Returns:
+            list[dict]: ``dict(img_path=..., gt_label=...)`` per sample.
+        """
+        # Labels are range-checked below once K is known; parse once.
+        paths, labels, line_numbers = read_list_file(self.ann_file)
+        num_classes = self._resolve_num_classes(labels)
+        bad = np.flatnonzero(labels >= num_classes)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f'{self.ann_file}, line {line_numbers[i]}: label '
+                f'{int(labels[i])} is out of range [0, {num_classes}) for '
+                f'{paths[i]!r}')
+        given_names = self._metainfo.get('classes')
+        if given_names is None:
+            self._metainfo['classes'] = tuple(
+                str(i) for i in range(num_classes))
+        self.num_classes = num_classes
+
+        backend = get_file_backend(self.img_prefix, enable_singleton=True)
+        full_paths = [backend.join_path(self.img_prefix, p) for p in paths]
+        local = type(backend).__name__ == 'LocalBackend'
+        if self.check_images and local:
+            self._check_images(paths, line_numbers, full_paths)
+
+        self.class_counts = count_labels(labels, num_classes)
+        allow_empty = (
+            self.test_mode
+            if self.allow_empty_classes is None else self.allow_empty_classes)
+        if not allow_empty:
+            check_no_empty_class(self.class_counts,
+                                 f'list file {self.ann_file}', given_names)
+        return [
+            dict(img_path=f, gt_label=int(y))
+            for f, y in zip(full_paths, labels)
+        ]
