@@ -1,4 +1,10 @@
-"""Every shipped classification config builds and trains one iteration."""
+"""The main job's configs build and train one iteration as plain models.
+
+Every shipped classification config (baselines and the ImageNet-LT /
+iNaturalist / Places-LT ones included) is built and trained one iteration
+through the Runner in test_lt_configs.py; this file checks the two
+configs of the main job without the Runner.
+"""
 import glob
 import os.path as osp
 
@@ -12,10 +18,11 @@ from mmpretrain.structures import DataSample
 import mmdisalign.cls  # noqa: F401
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+BASELINES = ('_crt', '_lws', '_tau-norm', '_logit-adjust')
 CONFIGS = sorted(
     p for p in glob.glob(
-        osp.join(REPO, 'configs', 'cls', '**', '*.py'), recursive=True)
-    if '_base_' not in p)
+        osp.join(REPO, 'configs', 'cls', 'fashion_mnist_lt', '*.py'))
+    if not any(b in osp.basename(p) for b in BASELINES))
 
 
 def _fake_batch(cfg, n=4):

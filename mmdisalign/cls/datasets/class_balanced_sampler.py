@@ -1,0 +1,86 @@
+"""Class-balanced sampling (the cRT baseline's classifier re-training)."""
+import math
+from typing import Iterator, Optional, Sized
+
+import numpy as np
+import torch
+from mmengine.dist import get_dist_info, sync_random_seed
+from mmpretrain.registry import DATA_SAMPLERS
+from torch.utils.data import Sampler
+
+__all__ = ['ClassBalancedSampler']
+
+
+def _dataset_labels(dataset: Sized) -> np.ndarray:
+    """Single-label ground truth of every sample of ``dataset``."""
+    if hasattr(dataset, 'get_gt_labels'):
+        labels = dataset.get_gt_labels()
+    else:
+        labels = [dataset.get_cat_ids(i)[0] for i in range(len(dataset))]
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype == object:
+        raise ValueError('ClassBalancedSampler needs single-label data (one '
+                         'integer gt_label per sample)')
+    return labels.astype(np.int64)
+
+
+@DATA_SAMPLERS.register_module()
+class ClassBalancedSampler(Sampler):
+    """Draw a class uniformly, then an image of that class uniformly.
+
+    Every class present in the dataset is equally likely at each draw
+    (Kang et al., "Decoupling representation and classifier", cRT);
+    classes with no sample are never drawn. An epoch has ``len(dataset)``
+    draws in total, split over the ranks like mmengine's ``DefaultSampler``
+    (each rank draws its own ``ceil(len / world_size)`` samples from a
+    generator seeded by ``seed + epoch + rank``).
+
+    Args:
+        dataset (Sized): The dataset (``get_gt_labels()`` or
+            ``get_cat_ids(i)``).
+        seed (int, optional): Random seed, shared by all ranks. Defaults
+            to None (a random seed synchronised across ranks).
+    """
+
+    def __init__(self, dataset: Sized, seed: Optional[int] = None) -> None:
+        rank, world_size = get_dist_info()
+        self.rank = rank
+        self.world_size = world_size
+        self.dataset = dataset
+        self.seed = sync_random_seed() if seed is None else seed
+        self.epoch = 0
+        labels = _dataset_labels(dataset)
+        if labels.size == 0:
+            raise ValueError('ClassBalancedSampler got an empty dataset')
+        order = np.argsort(labels, kind='stable')
+        classes, starts, counts = np.unique(
+            labels[order], return_index=True, return_counts=True)
+        self.classes = classes
+        self.class_indices = [
+            torch.from_numpy(order[s:s + c].copy())
+            for s, c in zip(starts, counts)
+        ]
+        self.num_samples = math.ceil(len(dataset) / world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch + self.rank)
+        cls = torch.randint(
+            len(self.class_indices), (self.num_samples, ), generator=g)
+        out = []
+        for c in cls.tolist():
+            members = self.class_indices[c]
+            j = torch.randint(len(members), (1, ), generator=g).item()
+            out.append(int(members[j]))
+        return iter(out)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch (changes the draws).
+
+        Args:
+            epoch (int): The epoch number.
+        """
+        self.epoch = epoch

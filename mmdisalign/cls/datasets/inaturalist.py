@@ -1,0 +1,168 @@
+"""iNaturalist 2018 through its COCO-like JSON annotation files."""
+import json
+import os.path as osp
+from typing import List, Optional, Union
+
+import numpy as np
+from mmengine.fileio import get_file_backend, get_local_path
+from mmpretrain.datasets import BaseDataset
+from mmpretrain.registry import DATASETS
+
+from .list_file import check_no_empty_class, count_labels
+
+__all__ = ['INaturalist2018']
+
+
+@DATASETS.register_module()
+class INaturalist2018(BaseDataset):
+    """iNaturalist 2018 (``train2018.json`` / ``val2018.json``).
+
+    The annotation file is COCO-like: ``images`` (``id``, ``file_name``
+    relative to ``data_prefix``), ``annotations`` (``image_id``,
+    ``category_id``: one per image) and ``categories`` (``id``, ``name``).
+    The class index is the ``category_id``; ids must be ``0 .. K-1`` with
+    ``K = len(categories)`` (true for iNaturalist 2018, 8142 classes).
+    Class names come from ``categories`` (sorted by id) unless ``classes``
+    is given.
+
+    On load, a clear error names the file and the offending entry: a
+    missing key, a category id out of range, an image without (or with
+    two) annotations, an annotation of an unknown image, an image file
+    that does not exist (local files only), and for a training split
+    (``test_mode=False``) a class with no image.
+
+    Args:
+        ann_file (str): The JSON annotation file.
+        data_root (str): Root joined to ``ann_file`` and ``data_prefix``.
+            Defaults to ''.
+        data_prefix (str | dict): Image root, relative to ``data_root``.
+            Defaults to ''.
+        check_images (bool): Check that every image exists. Defaults to
+            True.
+        allow_empty_classes (bool, optional): Accept classes with no
+            image. Defaults to None, meaning ``test_mode``.
+        **kwargs: Other arguments of :class:`mmpretrain.datasets.BaseDataset`
+            (``pipeline``, ``test_mode``, ``classes``, ``indices``...).
+    """
+
+    def __init__(self,
+                 ann_file: str,
+                 data_root: str = '',
+                 data_prefix: Union[str, dict] = '',
+                 check_images: bool = True,
+                 allow_empty_classes: Optional[bool] = None,
+                 **kwargs) -> None:
+        if not ann_file:
+            raise ValueError('INaturalist2018 needs an ann_file')
+        self.check_images = check_images
+        self.allow_empty_classes = allow_empty_classes
+        self.class_counts: Optional[np.ndarray] = None
+        super().__init__(
+            ann_file=ann_file,
+            data_root=data_root,
+            data_prefix=data_prefix,
+            **kwargs)
+
+    def _read_json(self) -> dict:
+        with get_local_path(self.ann_file) as path:
+            try:
+                with open(path) as f:
+                    ann = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(
+                    f'{self.ann_file}: not valid JSON ({e})') from e
+        if not isinstance(ann, dict):
+            raise ValueError(f'{self.ann_file}: expected a JSON object with '
+                             '"images", "annotations" and "categories"')
+        for key in ('images', 'annotations', 'categories'):
+            if not isinstance(ann.get(key), list):
+                raise ValueError(
+                    f'{self.ann_file}: missing or non-list "{key}"')
+        return ann
+
+    def _entry(self, entry: dict, key: str, what: str, i: int):
+        if not isinstance(entry, dict) or key not in entry:
+            raise ValueError(
+                f'{self.ann_file}: {what}[{i}] has no "{key}": {entry!r}')
+        return entry[key]
+
+    def _class_names(self, categories: List[dict]) -> List[str]:
+        ids = [
+            self._entry(c, 'id', 'categories', i)
+            for i, c in enumerate(categories)
+        ]
+        num = len(categories)
+        if sorted(ids) != list(range(num)):
+            bad = sorted(set(ids) - set(range(num)))
+            raise ValueError(
+                f'{self.ann_file}: category ids must be 0..{num - 1} '
+                f'(one per category), but got ids out of range or '
+                f'repeated: {bad[:5] or "duplicates"}')
+        names = [''] * num
+        for c in categories:
+            names[c['id']] = str(c.get('name', c['id']))
+        return names
+
+    def load_data_list(self) -> List[dict]:
+        """Read and check the JSON annotations.
+
+        Returns:
+            list[dict]: ``dict(img_path=..., gt_label=...)`` per image.
+        """
+        ann = self._read_json()
+        names = self._class_names(ann['categories'])
+        given = self._metainfo.get('classes')
+        if given is not None and len(given) != len(names):
+            raise ValueError(f'{len(given)} class names were given but '
+                             f'{self.ann_file} has {len(names)} categories')
+        if given is None:
+            self._metainfo['classes'] = tuple(names)
+        num_classes = len(names)
+
+        labels = {}
+        for i, a in enumerate(ann['annotations']):
+            img_id = self._entry(a, 'image_id', 'annotations', i)
+            cat = self._entry(a, 'category_id', 'annotations', i)
+            if not isinstance(cat, int) or not 0 <= cat < num_classes:
+                raise ValueError(
+                    f'{self.ann_file}: annotations[{i}] (image_id {img_id}) '
+                    f'has category_id {cat!r}, out of range '
+                    f'[0, {num_classes})')
+            if img_id in labels:
+                raise ValueError(
+                    f'{self.ann_file}: annotations[{i}]: image_id {img_id} '
+                    'has more than one annotation')
+            labels[img_id] = cat
+
+        backend = get_file_backend(self.img_prefix, enable_singleton=True)
+        local = type(backend).__name__ == 'LocalBackend'
+        data_list, seen = [], set()
+        for i, img in enumerate(ann['images']):
+            img_id = self._entry(img, 'id', 'images', i)
+            name = self._entry(img, 'file_name', 'images', i)
+            if img_id not in labels:
+                raise ValueError(
+                    f'{self.ann_file}: images[{i}] (id {img_id}, {name!r}) '
+                    'has no annotation')
+            path = backend.join_path(self.img_prefix, name)
+            if self.check_images and local and not osp.isfile(path):
+                raise FileNotFoundError(
+                    f'{self.ann_file}: images[{i}] (id {img_id}): image '
+                    f'{name!r} not found under {self.img_prefix!r}')
+            seen.add(img_id)
+            data_list.append(dict(img_path=path, gt_label=labels[img_id]))
+        orphans = [k for k in labels if k not in seen]
+        if orphans:
+            raise ValueError(f'{self.ann_file}: annotations name image_id '
+                             f'{orphans[0]!r}, which is not in "images"')
+
+        self.class_counts = count_labels(
+            [d['gt_label'] for d in data_list], num_classes)
+        allow_empty = (
+            self.test_mode
+            if self.allow_empty_classes is None else self.allow_empty_classes)
+        if not allow_empty:
+            check_no_empty_class(self.class_counts,
+                                 f'annotation file {self.ann_file}',
+                                 self._metainfo['classes'])
+        return data_list
