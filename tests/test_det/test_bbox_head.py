@@ -15,7 +15,12 @@ from mmengine.structures import InstanceData
 from mmdisalign.det import DisAlignShared2FCBBoxHead
 from mmdisalign.utils.class_freq import save_class_freq
 
-init_default_scope('mmdet')
+
+@pytest.fixture(autouse=True)
+def _mmdet_scope():
+    """Every test here builds in the mmdet scope (tests/conftest.py clears
+    the default scope around each test)."""
+    init_default_scope('mmdet')
 
 C = 3  # foreground classes
 SMALL = dict(in_channels=4, roi_feat_size=2, fc_out_channels=8, num_classes=C)

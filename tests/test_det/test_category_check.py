@@ -13,7 +13,12 @@ from mmengine.registry import init_default_scope
 from mmdisalign.det import DisAlignCategoryCheckHook, dataset_category_ids
 from mmdisalign.utils.class_freq import save_class_freq
 
-init_default_scope('mmdet')
+
+@pytest.fixture(autouse=True)
+def _mmdet_scope():
+    """Every test here builds in the mmdet scope (tests/conftest.py clears
+    the default scope around each test)."""
+    init_default_scope('mmdet')
 
 
 def lvis_file(path, cat_ids, names=None):

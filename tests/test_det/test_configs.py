@@ -43,7 +43,12 @@ SCHEDULE = {
     'lvis-v1': ((180000, [120000, 160000]), (9000, [8000], 3000)),
 }
 
-init_default_scope('mmdet')
+
+@pytest.fixture(autouse=True)
+def _mmdet_scope():
+    """Every test here builds in the mmdet scope (tests/conftest.py clears
+    the default scope around each test)."""
+    init_default_scope('mmdet')
 
 
 @pytest.fixture(scope='module', autouse=True)
