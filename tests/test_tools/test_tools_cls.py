@@ -35,11 +35,19 @@ def test_test_tool_out_and_show_dir(h, tmp_path, cls_stage2_config,
     assert len(painted) == 20
 
 
-def test_freeze_hook_on_a_model_without_calibration(h, tmp_path, cls_stage1):
-    """The stage-1 config with the freeze hook: nothing to train."""
+def test_freeze_hook_on_a_model_without_calibration(h, tmp_path, cls_stage1,
+                                                    session_dir):
+    """The stage-1 config with the freeze hook: nothing to train.
+
+    It inherits the test's stage-1 config (written by the ``cls_stage1``
+    fixture, pointing at the test data), not the shipped one, whose data
+    root does not exist on a fresh clone.
+    """
+    stage1_cfg = session_dir / 'cls_stage1.py'
+    assert stage1_cfg.is_file()
     cfg = h.write(
         tmp_path / 'not_stage2.py',
-        BAD_STAGE2.format(stage1=str(h.STAGE1_CONFIG), ckpt=str(cls_stage1)))
+        BAD_STAGE2.format(stage1=str(stage1_cfg), ckpt=str(cls_stage1)))
     with pytest.raises(ValueError,
                        match='DisAlignFreezeHook: nothing to train in '
                        'ImageClassifier'):
