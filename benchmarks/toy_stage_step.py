@@ -47,7 +47,6 @@ Usage::
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -56,13 +55,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-try:
-    from mmdisalign.engine.hooks.freeze_hook import plan_freeze
-    from mmdisalign.models.calibration import DisAlignCalibration
-except ImportError:  # running from a source checkout without install
-    sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
-    from mmdisalign.engine.hooks.freeze_hook import plan_freeze
-    from mmdisalign.models.calibration import DisAlignCalibration
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# _bench_utils also puts the repository root on sys.path
+from _bench_utils import (maxrss_kib, reset_peak_rss, rss_kib,  # noqa: E402
+                          summarize, sync)
+
+from mmdisalign.engine.hooks.freeze_hook import plan_freeze  # noqa: E402
+from mmdisalign.models.calibration import DisAlignCalibration  # noqa: E402
 
 
 class ToyCNN(nn.Module):
@@ -120,11 +119,6 @@ def step(model, optimizer, x, y) -> None:
     optimizer.step()
 
 
-def sync(device: str) -> None:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-
-
 def time_mode(args, mode: str) -> dict:
     """Per-step wall times (seconds) of ``mode`` in this process."""
     model, optimizer, x, y = build(args, mode)
@@ -137,38 +131,7 @@ def time_mode(args, mode: str) -> dict:
         step(model, optimizer, x, y)
         sync(args.device)
         times.append(time.perf_counter() - start)
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else times * 3
-    return dict(
-        median=statistics.median(times),
-        p25=q[0],
-        p75=q[2],
-        min=min(times),
-        max=max(times))
-
-
-def _rss_kib(field: str) -> int:
-    """``VmRSS`` / ``VmHWM`` of this process in KiB (Linux)."""
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _reset_peak_rss() -> bool:
-    """Reset ``VmHWM`` to the current RSS; False where unsupported."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        _rss_kib('VmHWM')
-        return True
-    except (OSError, KeyError):
-        return False
-
-
-def _maxrss_kib() -> int:
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return summarize(times)
 
 
 def memory_mode(args, mode: str) -> dict:
@@ -186,11 +149,11 @@ def memory_mode(args, mode: str) -> dict:
         peak = torch.cuda.max_memory_allocated() - base
         method = 'cuda.max_memory_allocated'
     else:
-        reset = _reset_peak_rss()
-        base = _rss_kib('VmRSS') if reset else _maxrss_kib()
+        reset = reset_peak_rss()
+        base = rss_kib('VmRSS') if reset else maxrss_kib()
         for _ in range(args.memory_steps):
             step(model, optimizer, x, y)
-        peak_kib = _rss_kib('VmHWM') if reset else _maxrss_kib()
+        peak_kib = rss_kib('VmHWM') if reset else maxrss_kib()
         peak = (peak_kib - base) * 1024
         method = ('VmHWM (reset by clear_refs) - VmRSS'
                   if reset else 'ru_maxrss delta')

@@ -46,7 +46,13 @@ param_scheduler = [
 ]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=4000, val_interval=800)
 default_hooks = dict(checkpoint=dict(by_epoch=False, interval=800))
-custom_hooks = [dict(type='DisAlignFreezeHook')]
+# Stage-2 fast path (mmdisalign.engine.stage2_fastpath): frozen backbone
+# and neck under no_grad, the frozen auxiliary head skipped; the same
+# gradients for the calibration.
+custom_hooks = [
+    dict(type='DisAlignFreezeHook'),
+    dict(type='DisAlignStage2FastPathHook')
+]
 
 val_evaluator = dict(
     type='HeadBodyTailIoUMetric',

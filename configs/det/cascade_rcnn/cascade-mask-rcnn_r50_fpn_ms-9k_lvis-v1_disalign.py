@@ -62,5 +62,9 @@ default_hooks = dict(checkpoint=dict(by_epoch=False, interval=3000))
 
 custom_hooks = [
     dict(type='DisAlignCategoryCheckHook'),
-    dict(type='DisAlignFreezeHook')
+    dict(type='DisAlignFreezeHook'),
+    # Stage-2 fast path (mmdisalign.engine.stage2_fastpath): frozen backbone
+    # and neck under no_grad, the frozen mask branch skipped; the same
+    # gradients for the calibration.
+    dict(type='DisAlignStage2FastPathHook')
 ]

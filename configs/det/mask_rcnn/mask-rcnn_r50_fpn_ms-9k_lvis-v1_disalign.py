@@ -55,5 +55,9 @@ custom_hooks = [
     dict(type='DisAlignCategoryCheckHook'),
     # Freezes all but the calibration after `load_from` and checks that the
     # checkpoint supplied every frozen tensor.
-    dict(type='DisAlignFreezeHook')
+    dict(type='DisAlignFreezeHook'),
+    # Stage-2 fast path (mmdisalign.engine.stage2_fastpath): frozen backbone
+    # and neck under no_grad, the frozen mask branch skipped; the same
+    # gradients for the calibration.
+    dict(type='DisAlignStage2FastPathHook')
 ]
