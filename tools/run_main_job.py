@@ -13,7 +13,9 @@ Everything runs through mmengine's Runner with the shipped configs::
     bash tools/setup_env.sh && .venv/bin/python tools/run_main_job.py
 
 Options: ``--work-dir`` (default ``work_dirs/main_job``), ``--seed``,
-``--quick`` (a tiny data set and a few iterations, for tests).
+``--quick`` (a tiny data set and a few iterations, for tests),
+``--stage2 runner|cached`` (stage 2 through the Runner, the default, or on
+cached features; the job prints which it used), ``--workers``.
 """
 import argparse
 import json
@@ -23,14 +25,15 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-STAGE1_CONFIG = osp.join(
-    REPO, 'configs/cls/fashion_mnist_lt/'
-    'resnet18-s3w16_1xb128-30e_fashion-mnist-lt.py')
+sys.path.insert(0, REPO)
+from mmdisalign.cls.experiments import (CONFIG_DIR,  # noqa: E402
+                                        STAGE1_CONFIG, build_data,
+                                        format_table, log, run_stage,
+                                        run_stage2_cached, stage_config)
+
 STAGE2_CONFIG = osp.join(
-    REPO, 'configs/cls/fashion_mnist_lt/'
-    'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_disalign.py')
+    CONFIG_DIR, 'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_disalign.py')
 DATA_ROOT = osp.join(REPO, 'data', 'fashion_mnist_lt')
-GROUPS = ('many', 'medium', 'few')
 
 
 def parse_args(argv=None):
@@ -48,10 +51,29 @@ def parse_args(argv=None):
     parser.add_argument(
         '--workers',
         type=int,
+        default=0,
+        help='data-loading worker processes (default 0: a 28 x 28 PNG '
+        'decodes in ~0.07 ms, while a worker hands every sample tensor to '
+        'the main process through its own file descriptor; measured on 2 '
+        'cores, stage 2 takes 55 s with 0 workers and 107 s with 1, see '
+        'docs/performance.md); torch uses the CPU cores minus one')
+    parser.add_argument(
+        '--stage2',
+        choices=['runner', 'cached'],
+        default='runner',
+        help='how stage 2 is trained: "runner" (default), the Runner with '
+        'the stage-2 config (a fresh augmentation of every image every '
+        'epoch); "cached", the same recipe on features of the frozen stage 1 '
+        'extracted once (--cache-passes augmented passes; '
+        'mmdisalign.cls.cached_stage2): about 8x faster for stage 2, but '
+        'few-shot accuracy is lower (docs/performance.md), so it is not the '
+        'default')
+    parser.add_argument(
+        '--cache-passes',
+        type=int,
         default=1,
-        help='data-loading worker processes; torch uses the remaining CPU '
-        'cores (on 2 cores: 1 worker + 1 compute thread, which avoids the '
-        'oversubscription that slows 2 threads + 1 worker down)')
+        help='augmented passes over the training set for --stage2 cached '
+        '(epoch e uses pass e mod passes)')
     parser.add_argument(
         '--data-root',
         default=None,
@@ -60,120 +82,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def log(msg: str) -> None:
-    print(f'[main job {time.strftime("%H:%M:%S")}] {msg}', flush=True)
-
-
-def build_data(data_root: str, quick: bool) -> dict:
-    """Build Fashion-MNIST-LT unless an identical build is there."""
-    from mmdisalign.cls.datasets.fashion_mnist_lt import (
-        build_fashion_mnist_lt, is_built)
-    args = dict(ratio=100, seed=0)
-    if quick:
-        args = dict(ratio=10, seed=0, max_per_class=40, test_per_class=10)
-    if is_built(data_root, **args):
-        log(f'Fashion-MNIST-LT found in {data_root}')
-    else:
-        t0 = time.time()
-        log(f'building Fashion-MNIST-LT in {data_root} ...')
-        build_fashion_mnist_lt(data_root, **args)
-        log(f'built in {time.time() - t0:.1f} s')
-    with open(osp.join(data_root, 'meta.json')) as f:
-        return json.load(f)
-
-
-def _set_dataset_root(dataset: dict, data_root: str) -> None:
-    dataset['data_root'] = data_root
-    dataset['classes'] = osp.join(data_root, 'classes.txt')
-
-
-def stage_config(config: str,
-                 data_root: str,
-                 work_dir: str,
-                 seed: int,
-                 quick: bool,
-                 load_from: str = None,
-                 workers: int = 1):
-    """Load a shipped config and point it at this run's data and dirs."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(config)
-    cfg.work_dir = work_dir
-    cfg.experiment_name = (f'{osp.basename(work_dir)}_seed{seed}_'
-                           f'{time.strftime("%Y%m%d_%H%M%S")}')
-    cfg.randomness = dict(seed=seed, deterministic=False)
-    _set_dataset_root(cfg.train_dataloader.dataset, data_root)
-    _set_dataset_root(cfg.test_dataloader.dataset, data_root)
-    cfg.test_evaluator.data_root = data_root
-    cfg.test_evaluator.out_dir = osp.join(work_dir, 'eval')
-    # The test set is evaluated once, after training, by runner.test().
-    cfg.val_dataloader = None
-    cfg.val_cfg = None
-    cfg.val_evaluator = None
-    loss = cfg.model.head.get('loss', {})
-    if 'class_freq' in loss:
-        loss['class_freq'] = osp.join(data_root, 'class_freq.json')
-    if load_from is not None:
-        cfg.load_from = load_from
-    for loader in (cfg.train_dataloader, cfg.test_dataloader):
-        loader.num_workers = workers
-        loader.persistent_workers = workers > 0
-    if quick:
-        epochs = 2 if load_from is None else 1
-        cfg.train_cfg.max_epochs = epochs
-        cfg.param_scheduler = [
-            dict(
-                type='CosineAnnealingLR',
-                by_epoch=True,
-                begin=0,
-                end=epochs,
-                T_max=epochs)
-        ]
-        cfg.train_dataloader.batch_size = 32
-        # The quick set has 40..4 images per class: 3 / 4 / 3 groups.
-        cfg.test_evaluator.many_thr = 20
-        cfg.test_evaluator.few_thr = 8
-        cfg.default_hooks.logger.interval = 5
-        cfg.default_hooks.checkpoint.interval = epochs
-    cfg.default_hooks.checkpoint.max_keep_ckpts = 1
-    cfg.default_hooks.checkpoint.save_last = True
-    return cfg
-
-
-def run_stage(name: str, cfg) -> tuple:
-    """Train and test one stage; return (test metrics, last checkpoint)."""
-    from mmengine.runner import Runner
-    log(f'{name}: training ({cfg.train_cfg.max_epochs} epochs), logs in '
-        f'{cfg.work_dir}')
-    t0 = time.time()
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    t_train = time.time() - t0
-    log(f'{name}: trained in {t_train:.0f} s; testing ...')
-    metrics = runner.test()
-    ckpt = osp.join(cfg.work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
-    log(f'{name}: done in {time.time() - t0:.0f} s')
-    return dict(metrics), ckpt, t_train
-
-
 def _cpu_seconds(who: str) -> float:
     """User + system CPU seconds of this process or its ended children."""
     import resource
     usage = resource.getrusage(resource.RUSAGE_SELF if who ==
                                'self' else resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def format_table(rows: list) -> str:
-    """Markdown table of the long-tail metrics."""
-    head = '| model | overall | many | medium | few |'
-    lines = [head, '|---|---|---|---|---|']
-    for name, metrics in rows:
-        cells = []
-        for key in ('top1', ) + GROUPS:
-            value = metrics.get(f'lt/{key}')
-            cells.append('n/a' if value is None else f'{value:.2f}')
-        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
 
 
 def plot_per_class(stage1_file: str, stage2_file: str, out: str) -> None:
@@ -266,7 +180,10 @@ def main(argv=None) -> dict:
     os.makedirs(work_dir, exist_ok=True)
     import torch
     workers = 0 if args.quick else args.workers
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - workers))
+    # one core stays free for data loading (in the main process with 0
+    # workers): 0 workers + 1 thread was the fastest measured setting on 2
+    # shared cores (docs/performance.md)
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - max(1, workers)))
     log(f'{os.cpu_count()} CPU cores: {workers} data worker(s), '
         f'{torch.get_num_threads()} torch thread(s)')
     meta = build_data(data_root, args.quick)
@@ -288,7 +205,16 @@ def main(argv=None) -> dict:
         args.quick,
         load_from=ckpt1,
         workers=workers)
-    metrics2, ckpt2, t2 = run_stage('stage 2 (DisAlign)', cfg2)
+    if args.stage2 == 'cached':
+        log(f'stage 2 path: cached features ({args.cache_passes} augmented '
+            'forward pass(es) of the frozen stage 1, then the stage-2 recipe '
+            'on the cached features)')
+        metrics2, ckpt2, t2 = run_stage2_cached(
+            'stage 2 (DisAlign)', cfg2, passes=args.cache_passes)
+    else:
+        log('stage 2 path: Runner (the stage-2 config, full forward every '
+            'epoch)')
+        metrics2, ckpt2, t2 = run_stage('stage 2 (DisAlign)', cfg2)
 
     table = format_table([('stage 1', metrics1), ('DisAlign', metrics2)])
     per_class_png = osp.join(work_dir, 'per_class_accuracy.png')
@@ -303,6 +229,7 @@ def main(argv=None) -> dict:
     results = dict(
         seed=args.seed,
         quick=args.quick,
+        stage2_path=args.stage2,
         data_root=data_root,
         train_counts=meta['train_counts'],
         stage1=metrics1,
@@ -322,7 +249,8 @@ def main(argv=None) -> dict:
     print(f'\nFashion-MNIST-LT (ratio {meta["args"]["ratio"]:g}), balanced '
           'test set, top-1 (%):')
     print(table)
-    print(f'\nper-class accuracy plot: {per_class_png}')
+    print(f'\nstage 2 path: {args.stage2}')
+    print(f'per-class accuracy plot: {per_class_png}')
     print(f'GRW weights plot:        {grw_png}')
     print(f'results:                 {osp.join(work_dir, "results.json")}')
     sec = results['seconds']

@@ -34,6 +34,7 @@ augmentations (mixup / cutmix), batch samplers, iteration-based loops,
 necks with more than one output.
 """
 import copy
+import hashlib
 import math
 import os
 import os.path as osp
@@ -57,7 +58,8 @@ from .feature_cache import (FeatureCache, FeatureCacheWriter, extract_features,
                             stage1_logits)
 
 __all__ = [
-    'build_stage2_model', 'cache_features', 'train_cached', 'run_cached_stage2'
+    'build_stage2_model', 'cache_features', 'train_cached',
+    'run_cached_stage2', 'feature_fingerprint'
 ]
 
 _FREEZE_HOOK = 'DisAlignFreezeHook'
@@ -274,6 +276,7 @@ def cache_features(cfg: Config,
             checkpoint=osp.abspath(ckpt),
             checkpoint_size=stat.st_size,
             checkpoint_mtime=stat.st_mtime,
+            feature_sha1=feature_fingerprint(model),
             pass_seconds=pass_seconds,
             seconds=time.perf_counter() - start))
 
@@ -310,13 +313,42 @@ def _build_schedulers(cfg: Config, optim_wrapper, max_epochs: int,
     return built
 
 
-def _check_cache(cache: FeatureCache, model, checkpoint: str, logger) -> None:
+def feature_fingerprint(model) -> str:
+    """SHA-1 of the weights the cached features depend on.
+
+    Every tensor of ``model.state_dict()`` under ``backbone.`` and
+    ``neck.``, in key order.
+
+    Args:
+        model (nn.Module): An mmpretrain classifier.
+
+    Returns:
+        str: The hex digest.
+    """
+    digest = hashlib.sha1()
+    for key, value in model.state_dict().items():
+        if key.startswith(('backbone.', 'neck.')):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_cache(cache: FeatureCache, model, checkpoint: str, logger,
+                 reinitialized=()) -> None:
     """Fail when the cache does not come from this model's weights."""
     meta = cache.meta
     if meta.get('checkpoint') and osp.abspath(
             checkpoint) != meta['checkpoint']:
         logger.warning(f'the cache was made from {meta["checkpoint"]}, '
                        f'training loads {osp.abspath(checkpoint)}')
+    if 'feature_sha1' in meta and meta['feature_sha1'] != feature_fingerprint(
+            model):
+        raise ValueError(
+            f'the features of {cache.cache_dir} were extracted with other '
+            f'backbone / neck weights than those of {checkpoint} (SHA-1 '
+            'differs): extract them again')
+    if any(k.startswith('head.') for k in reinitialized):
+        return  # the stage-1 classifier is re-initialised: no logits check
     n = min(64, cache.num_samples)
     feats, logits, _ = cache.batch(0, range(n))
     dev = next(model.parameters()).device
@@ -381,7 +413,8 @@ def train_cached(cfg: Config,
         built = build_stage2_model(cfg, checkpoint, device, seed, logger)
     model, hook, stub, seed = built
     _check_model(model)
-    _check_cache(cache, model, checkpoint, logger)
+    _check_cache(cache, model, checkpoint, logger,
+                 getattr(hook, 'reinitialized', ()))
     head_classes = getattr(model.head, 'num_classes', None)
     if head_classes is not None and head_classes != cache.meta['num_classes']:
         raise ValueError(f'the cache has {cache.meta["num_classes"]} '

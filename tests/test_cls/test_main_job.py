@@ -71,3 +71,36 @@ def test_quick_main_job(tmp_path):
     assert (job / 'per_class_accuracy.png').stat().st_size > 1000
     assert (job / 'grw_weights.png').stat().st_size > 1000
     assert json.loads((job / 'results.json').read_text())['seed'] == 1
+
+
+@pytest.mark.skipif(not osp.isfile(DATA), reason='dataset-fashion-mnist')
+def test_quick_main_job_cached_stage2(tmp_path):
+    """--stage2 cached: stage 1 as the Runner path, stage 2 from cached
+    features; the result says which path ran and the checkpoint differs
+    from stage 1 only in the calibration."""
+    cwd = os.getcwd()
+    try:
+        results = _load_main_job().main([
+            '--quick', '--work-dir',
+            str(tmp_path / 'job'), '--seed', '1', '--stage2', 'cached'
+        ])
+    finally:
+        os.chdir(cwd)
+        MMLogger._instance_dict.clear()
+    assert results['stage2_path'] == 'cached'
+    s1 = _state_dict(results['stage1_checkpoint'])
+    s2 = _state_dict(results['disalign_checkpoint'])
+    for key, value in s1.items():
+        assert torch.equal(s2[key], value), key
+    assert not torch.allclose(s2['head.calibration.beta'], torch.zeros(10))
+    meta = torch.load(
+        results['disalign_checkpoint'], map_location='cpu',
+        weights_only=False)['meta']['mmdisalign_stage2']
+    assert meta['path'] == 'cached_features'
+    assert meta['cache_passes'] == 1 and meta['cache_augment'] is True
+    with open(tmp_path / 'job' / 'disalign' / 'eval' /
+              'per_class_accuracy.json') as f:
+        rows = json.load(f)['classes']
+    top1 = 100 * sum(r['num_correct'] for r in rows) / sum(r['num_test']
+                                                           for r in rows)
+    assert results['disalign']['lt/top1'] == pytest.approx(top1)

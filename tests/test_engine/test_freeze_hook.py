@@ -499,3 +499,81 @@ def test_check_stage1_false_skips_guard(tmp_path):
         custom_hooks=[DisAlignFreezeHook(check_stage1=False)])
     runner.train()
     assert model.train_modes == [(False, True)] * 2
+
+
+class FcProbe(Hook):
+    """Copies ``head.fc`` after loading and freezing, before iteration 1."""
+    priority = 'LOWEST'
+
+    def before_train(self, runner):
+        self.fc = {
+            k: v.detach().clone()
+            for k, v in runner.model.head.fc.state_dict().items()
+        }
+
+
+def test_crt_reinit_drops_stage1_classifier(tmp_path, stage1):
+    """cRT: head.fc starts from its initialisation, not from stage 1; a
+    resumed stage-2 checkpoint loads whole."""
+    path, s1 = stage1
+    torch.manual_seed(123)
+    model = ToyClassifier()
+    init = {k: v.clone() for k, v in model.head.fc.state_dict().items()}
+    hook = DisAlignFreezeHook(trainable=['head.fc'], reinit=['head.fc'])
+    probe = FcProbe()
+    runner = make_runner(
+        tmp_path / 'a',
+        model,
+        length=4,
+        custom_hooks=[hook, probe],
+        load_from=path)
+    runner.train()
+    assert hook.reinitialized == ['head.fc.weight', 'head.fc.bias']
+    for key in ('weight', 'bias'):
+        assert torch.equal(probe.fc[key], init[key]), key
+        assert not torch.equal(probe.fc[key], s1[f'head.fc.{key}']), key
+    state = final_state(runner)
+    backbone = [k for k in FROZEN if k.startswith('backbone')]
+    assert_frozen_identical(state, s1, backbone + BN_BUFFERS)
+    saved = torch.load(
+        tmp_path / 'a' / 'iter_4.pth', weights_only=False)
+    assert saved['meta']['mmdisalign_stage2'] == dict(
+        path='runner', reinit=['head.fc'])
+
+    # The stage-2 checkpoint (marked) keeps its classifier when loaded.
+    hook2, probe2 = DisAlignFreezeHook(
+        trainable=['head.fc'], reinit=['head.fc']), FcProbe()
+    runner = make_runner(
+        tmp_path / 'b',
+        ToyClassifier(),
+        length=1,
+        custom_hooks=[hook2, probe2],
+        load_from=str(tmp_path / 'a' / 'iter_4.pth'))
+    runner.train()
+    assert hook2.reinitialized == []
+    for key in ('weight', 'bias'):
+        assert torch.equal(probe2.fc[key],
+                           saved['state_dict'][f'head.fc.{key}']), key
+
+
+def test_reinit_errors(tmp_path, stage1):
+    path, _ = stage1
+    runner = make_runner(
+        tmp_path / 'a',
+        ToyClassifier(),
+        length=1,
+        load_from=path,
+        custom_hooks=[
+            DisAlignFreezeHook(trainable=['head.fc'], reinit=['head.cls'])
+        ])
+    with pytest.raises(ValueError, match=r"\['head.cls'\] match no key"):
+        runner.train()
+    # Re-initialised but frozen: it would stay random.
+    runner = make_runner(
+        tmp_path / 'b',
+        ToyClassifier(with_calibration=True),
+        length=1,
+        load_from=path,
+        custom_hooks=[DisAlignFreezeHook(reinit=['head.fc'])])
+    with pytest.raises(ValueError, match='re-initialised .* but frozen'):
+        runner.train()

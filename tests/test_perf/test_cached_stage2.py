@@ -312,3 +312,60 @@ def test_writer_errors(tmp_path):
         FeatureCache(str(tmp_path))
     with pytest.raises(ValueError, match='feats must have shape'):
         writer.write(0, [2], np.zeros((1, 3)), np.zeros((1, 2)), [1])
+
+
+def _crt_config(cfg):
+    """cRT on the same stage 1: head.fc re-initialised and re-trained."""
+    cfg = copy.deepcopy(cfg)
+    cfg.model = _model('LinearClsHead')
+    cfg.custom_hooks = [
+        dict(
+            type='DisAlignFreezeHook',
+            trainable=['head.fc'],
+            reinit=['head.fc'])
+    ]
+    return cfg
+
+
+def test_crt_reinit_fast_path_equals_runner(setup, tmp_path):
+    """cRT (re-initialised classifier) from cached features equals the
+    Runner's cRT; neither starts from the stage-1 classifier."""
+    root, cfg, stage1 = setup
+    cfg = _crt_config(cfg)
+    runner_cfg = copy.deepcopy(cfg)
+    runner_cfg.work_dir = str(tmp_path / 'full')
+    runner_cfg.experiment_name = 'crt_full'
+    runner = Runner.from_cfg(runner_cfg)
+    runner.train()
+    full = {k: v.detach() for k, v in runner.model.state_dict().items()}
+    result = run_cached_stage2(
+        copy.deepcopy(cfg),
+        str(tmp_path / 'cache'),
+        work_dir=str(tmp_path / 'fast'))
+    fast = torch.load(
+        result['checkpoint'], map_location='cpu',
+        weights_only=False)['state_dict']
+    for key in ('head.fc.weight', 'head.fc.bias'):
+        torch.testing.assert_close(fast[key], full[key], rtol=1e-4, atol=1e-6)
+        assert not torch.allclose(fast[key], stage1[key], atol=1e-3), key
+    for key, value in stage1.items():
+        if not key.startswith('head.'):
+            assert torch.equal(fast[key], value), key
+
+
+def test_cache_of_other_backbone_is_refused(setup, tmp_path):
+    """The cache records a SHA-1 of the backbone / neck weights."""
+    root, cfg, stage1 = setup
+    cfg = _crt_config(cfg)
+    cache = str(tmp_path / 'cache')
+    cache_features(copy.deepcopy(cfg), cache)
+    other = {k: v.clone() for k, v in stage1.items()}
+    other['backbone.conv1.weight'] += 0.5
+    ckpt = str(tmp_path / 'other.pth')
+    save_checkpoint(dict(state_dict=other), ckpt)
+    with pytest.raises(ValueError, match='other backbone / neck weights'):
+        train_cached(
+            copy.deepcopy(cfg),
+            cache,
+            work_dir=str(tmp_path / 'w'),
+            checkpoint=ckpt)

@@ -29,6 +29,10 @@ _ALWAYS_ALLOWED_MISSING = (re.compile(r'(.*\.)?num_batches_tracked$'), )
 #: Up to this many trainable tensors are listed by name in the log.
 _MAX_NAMES_LOGGED = 20
 
+#: Key of ``checkpoint['meta']`` that marks a checkpoint written by a stage-2
+#: run (by this hook, or by the cached-feature stage 2).
+STAGE2_META_KEY = 'mmdisalign_stage2'
+
 
 def _is_norm(module: nn.Module) -> bool:
     """Whether ``module`` is a normalisation layer."""
@@ -268,10 +272,22 @@ class DisAlignFreezeHook(Hook):
         allow_missing (Sequence[str]): Regular expressions (``re.match``) of
             frozen keys that may be absent from the stage-1 checkpoint (their
             shape is still checked when present). Defaults to ().
+        reinit (Sequence[str]): Regular expressions (``re.match``) of
+            stage-1 checkpoint keys to drop before loading, so that those
+            parameters keep the values of ``init_weights`` (e.g.
+            ``['head.fc']`` for cRT, which re-initialises the classifier
+            before re-training it). They must be trainable. Applied only to
+            a stage-1 checkpoint: a checkpoint written by a stage-2 run (a
+            resumed run; marked in ``meta['mmdisalign_stage2']``) loads
+            whole. Every pattern must match at least one key. Defaults to
+            ().
 
     Examples:
         >>> load_from = 'work_dirs/stage1/epoch_90.pth'
         >>> custom_hooks = [dict(type='DisAlignFreezeHook')]
+        >>> # cRT: re-initialise and re-train the classifier
+        >>> custom_hooks = [dict(type='DisAlignFreezeHook',
+        ...                      trainable=['head.fc'], reinit=['head.fc'])]
     """
 
     priority = 'NORMAL'
@@ -281,9 +297,13 @@ class DisAlignFreezeHook(Hook):
         trainable: Sequence[str] = (),
         freeze_norm: bool = True,
         check_stage1: bool = True,
-        allow_missing: Sequence[str] = ()) -> None:
+        allow_missing: Sequence[str] = (),
+        reinit: Sequence[str] = ()) -> None:
         self.trainable = _compile_patterns(trainable, 'trainable')
         self.allow_missing = _compile_patterns(allow_missing, 'allow_missing')
+        self.reinit = _compile_patterns(reinit, 'reinit')
+        #: Checkpoint keys dropped by ``reinit`` at the last load.
+        self.reinitialized: List[str] = []
         self.freeze_norm = bool(freeze_norm)
         self.check_stage1 = bool(check_stage1)
         self.plan: Optional[FreezePlan] = None
@@ -300,9 +320,57 @@ class DisAlignFreezeHook(Hook):
             runner (Runner): The runner.
             checkpoint (dict): The loaded checkpoint.
         """
-        self._loaded_shapes = checkpoint_shapes(checkpoint)
         meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else {}
         self._loaded_meta = meta if isinstance(meta, dict) else {}
+        self.reinitialized = []
+        if self.reinit:
+            self._drop_reinit_keys(runner, checkpoint)
+        self._loaded_shapes = checkpoint_shapes(checkpoint)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Mark the checkpoint as written by stage 2.
+
+        A resumed run then loads it whole (``reinit`` applies to stage-1
+        checkpoints only).
+
+        Args:
+            runner (Runner): The runner.
+            checkpoint (dict): The checkpoint being saved.
+        """
+        meta = checkpoint.setdefault('meta', {})
+        meta.setdefault(
+            STAGE2_META_KEY,
+            dict(path='runner', reinit=[p.pattern for p in self.reinit]))
+
+    def _drop_reinit_keys(self, runner, checkpoint: dict) -> None:
+        """Remove the ``reinit`` keys from a stage-1 checkpoint."""
+        if STAGE2_META_KEY in self._loaded_meta:
+            runner.logger.info(
+                'DisAlignFreezeHook: the checkpoint was written by a stage-2 '
+                'run; loading it whole (no re-initialisation of '
+                f'{[p.pattern for p in self.reinit]}).')
+            return
+        state = checkpoint.get('state_dict', checkpoint)
+        keys = list(state)
+        hits = [0] * len(self.reinit)
+        for key in keys:
+            bare = key[len('module.'):] if key.startswith('module.') else key
+            matched = [i for i, p in enumerate(self.reinit) if p.match(bare)]
+            for i in matched:
+                hits[i] += 1
+            if matched:
+                del state[key]
+                self.reinitialized.append(bare)
+        unmatched = [p.pattern for p, n in zip(self.reinit, hits) if n == 0]
+        if unmatched:
+            raise ValueError(
+                f'DisAlignFreezeHook: the `reinit` pattern(s) {unmatched} '
+                'match no key of the stage-1 checkpoint '
+                f'({self._source(runner)}); its keys look like '
+                f'{[k for k in keys[:5]]}.')
+        runner.logger.info(
+            'DisAlignFreezeHook: re-initialising (not loading from the '
+            f'stage-1 checkpoint): {", ".join(self.reinitialized)}')
 
     def before_train(self, runner) -> None:
         """Freeze, check the stage-1 weights, set norm modes, re-wrap DDP.
@@ -313,6 +381,13 @@ class DisAlignFreezeHook(Hook):
         wrapped = is_model_wrapper(runner.model)
         model = runner.model.module if wrapped else runner.model
         plan = plan_freeze(model, self.trainable)
+        frozen = set(plan.frozen)
+        wrong = [k for k in self.reinitialized if k in frozen]
+        if wrong:
+            raise ValueError(
+                f'DisAlignFreezeHook: {wrong} are re-initialised (`reinit`) '
+                'but frozen: they would stay random. Add them to '
+                '`trainable` too.')
         if self.check_stage1:
             self._check_stage1(runner, plan)
 
