@@ -116,7 +116,8 @@ def test_config_names_are_unique_under_configs():
 def test_reference_stage2_schedule(name):
     cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
     assert cfg.custom_imports['imports'] == ['mmdisalign.seg']
-    assert [h['type'] for h in cfg.custom_hooks] == ['DisAlignFreezeHook']
+    assert [h['type'] for h in cfg.custom_hooks
+            ] == ['DisAlignFreezeHook', 'DisAlignStage2FastPathHook']
     assert cfg.train_cfg.max_iters == 4000
     assert cfg.train_cfg.type == 'IterBasedTrainLoop'
     assert cfg.optim_wrapper.optimizer == dict(
