@@ -19,7 +19,8 @@ so that a bad launch stops with a message instead of hanging:
 - the master port already taken (SLURM and MPI launches, checked by rank 0;
   ``tools/dist_train.sh`` checks it before torchrun with
   ``python -m mmdisalign.launch check-port``),
-- fewer data samples than processes (:class:`DataSizeCheckHook`).
+- fewer data samples than processes (:class:`DataSizeCheckHook`, which
+  :func:`build_runner` registers in the runner of both tools).
 
 With a GPU, the process group is left to mmengine as usual; the SLURM
 variables are still translated first (``MASTER_ADDR`` without ``scontrol``
@@ -51,7 +52,8 @@ __all__ = [  # noqa: F822
     'set_local_rank_env', 'parse_first_host', 'first_host', 'port_in_use',
     'check_port_free', 'find_free_port', 'slurm_env', 'mpi_env',
     'cpu_only', 'cpu_model_wrapper_cfg', 'setup_distributed',
-    'check_num_samples', 'DataSizeCheckHook'
+    'check_num_samples', 'DataSizeCheckHook', 'build_runner',
+    'teardown_distributed'
 ]
 
 #: torch.distributed's default master port, also upstream's ``PORT``.
@@ -551,6 +553,54 @@ def _make_data_size_check_hook() -> type:
     return DataSizeCheckHook
 
 
+def _data_size_check_hook() -> type:
+    """:class:`DataSizeCheckHook`, defined on the first call."""
+    hook = globals().get('DataSizeCheckHook')
+    if hook is None:
+        hook = _make_data_size_check_hook()
+        globals()['DataSizeCheckHook'] = hook
+    return hook
+
+
+def build_runner(cfg: Any) -> Any:
+    """Build the ``Runner`` of ``tools/train.py`` and ``tools/test.py``.
+
+    The runner type of the config (``runner_type``, else mmengine's
+    ``Runner``), with :class:`DataSizeCheckHook` registered; the log names
+    the version and folder of the mmdisalign in use. Call it after
+    :func:`setup_distributed`.
+
+    Args:
+        cfg (Config): The complete config.
+
+    Returns:
+        Runner: The runner, ready for ``train()`` or ``test()``.
+    """
+    import mmdisalign
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    runner.register_hook(_data_size_check_hook()())
+    package_dir = os.path.dirname(os.path.abspath(mmdisalign.__file__))
+    runner.logger.info(
+        f'mmdisalign {mmdisalign.__version__} from {package_dir}')
+    return runner
+
+
+def teardown_distributed(own_group: bool) -> None:
+    """Destroy the process group if :func:`setup_distributed` created it.
+
+    Args:
+        own_group (bool): What :func:`setup_distributed` returned.
+    """
+    if own_group:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+
+
 def __getattr__(name: str) -> Any:
     """Build :class:`DataSizeCheckHook` on first access (PEP 562).
 
@@ -559,9 +609,7 @@ def __getattr__(name: str) -> Any:
     a second.
     """
     if name == 'DataSizeCheckHook':
-        hook = _make_data_size_check_hook()
-        globals()[name] = hook
-        return hook
+        return _data_size_check_hook()
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 

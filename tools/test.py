@@ -22,16 +22,15 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config, ConfigDict, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 try:
-    import mmdisalign
+    import mmdisalign  # noqa: F401
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import mmdisalign
-from mmdisalign.launch import (DataSizeCheckHook, add_launcher_args,
-                               set_local_rank_env, setup_distributed)
+    import mmdisalign  # noqa: F401
+from mmdisalign.launch import (add_launcher_args, build_runner,
+                               set_local_rank_env, setup_distributed,
+                               teardown_distributed)
 
 PICKLE_SUFFIXES = ('.pkl', '.pickle')
 
@@ -166,21 +165,11 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
     own_group = setup_distributed(cfg, args.launcher)
-
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.register_hook(DataSizeCheckHook())
-    runner.logger.info(f'mmdisalign {mmdisalign.__version__} from '
-                       f'{osp.dirname(osp.abspath(mmdisalign.__file__))}')
+    runner = build_runner(cfg)
     if args.out is not None:
         _add_dump_metric(runner, cfg, args.out)
     metrics = runner.test()
-
-    if own_group:
-        import torch.distributed as dist
-        dist.destroy_process_group()
+    teardown_distributed(own_group)
     return metrics
 
 

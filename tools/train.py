@@ -22,17 +22,16 @@ import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner, find_latest_checkpoint
+from mmengine.runner import find_latest_checkpoint
 
 try:
-    import mmdisalign
+    import mmdisalign  # noqa: F401
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import mmdisalign
-from mmdisalign.launch import (DataSizeCheckHook, add_launcher_args,
-                               cpu_only, set_local_rank_env,
-                               setup_distributed)
+    import mmdisalign  # noqa: F401
+from mmdisalign.launch import (add_launcher_args, build_runner, cpu_only,
+                               set_local_rank_env, setup_distributed,
+                               teardown_distributed)
 
 
 def parse_args(argv=None):
@@ -166,19 +165,9 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
     own_group = setup_distributed(cfg, args.launcher)
-
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.register_hook(DataSizeCheckHook())
-    runner.logger.info(f'mmdisalign {mmdisalign.__version__} from '
-                       f'{osp.dirname(osp.abspath(mmdisalign.__file__))}')
+    runner = build_runner(cfg)
     runner.train()
-
-    if own_group:
-        import torch.distributed as dist
-        dist.destroy_process_group()
+    teardown_distributed(own_group)
     return runner
 
 

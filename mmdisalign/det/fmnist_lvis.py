@@ -28,6 +28,9 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from mmdisalign.utils.idx import (DEFAULT_FASHION_MNIST_DIR,
+                                  FASHION_MNIST_CLASSES, load_fashion_mnist)
+
 from .lvis_stats import LVIS_COMMON_MAX, LVIS_RARE_MAX, category_stats
 
 __all__ = [
@@ -67,11 +70,8 @@ def long_tail_instance_counts(n_max: int, num_classes: int,
 def _load_split(fmnist_dir: str, split: str) -> Tuple[np.ndarray, np.ndarray]:
     """Images and labels of the Fashion-MNIST training (``'train'``) or
     t10k (``'val'``) split."""
-    # The IDX reader of the classification part (numpy + PIL only).
-    from mmdisalign.cls.datasets.fashion_mnist_lt import IDX_FILES, read_idx
-    prefix = 'train' if split == 'train' else 'test'
-    return (read_idx(osp.join(fmnist_dir, IDX_FILES[f'{prefix}_images'])),
-            read_idx(osp.join(fmnist_dir, IDX_FILES[f'{prefix}_labels'])))
+    return load_fashion_mnist(fmnist_dir,
+                              'train' if split == 'train' else 'test')
 
 
 def _rle(mask: np.ndarray) -> dict:
@@ -184,7 +184,7 @@ def _finish_images(images: list, num_classes: int) -> None:
 
 
 def build_fmnist_lvis(out_dir: str,
-                      fmnist_dir: str = '/usr/share/datasets/fashion-mnist',
+                      fmnist_dir: str = DEFAULT_FASHION_MNIST_DIR,
                       n_max: int = 200,
                       imbalance_ratio: float = 50.,
                       val_per_class: int = 10,
@@ -232,8 +232,6 @@ def build_fmnist_lvis(out_dir: str,
     if not 1 <= threshold <= 255:
         raise ValueError(f'threshold must be in [1, 255], got {threshold}')
     if classes is None:
-        from mmdisalign.cls.datasets.fashion_mnist_lt import \
-            FASHION_MNIST_CLASSES
         classes = FASHION_MNIST_CLASSES
     num_classes = len(classes)
     layout = _Layout(img_size, tuple(objects_per_image), tuple(object_size),

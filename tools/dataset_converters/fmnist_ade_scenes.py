@@ -32,21 +32,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-SPLITS = dict(
-    training=('train_images', 'train_labels'),
-    validation=('test_images', 'test_labels'))
+#: The Fashion-MNIST split of the objects of each scene split.
+SPLITS = dict(training='train', validation='test')
 META_NAME = 'meta.json'
 FORMAT_VERSION = 1
 #: Object pixels brighter than this are the object's mask.
 MASK_THRESHOLD = 40
-
-
-def _fashion_mnist():
-    """The Fashion-MNIST reader and constants of the classification code."""
-    from mmdisalign.cls.datasets.fashion_mnist_lt import (
-        DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, IDX_FILES, read_idx)
-    return read_idx, FASHION_MNIST_CLASSES, DEFAULT_FASHION_MNIST_DIR, \
-        IDX_FILES
 
 
 def class_prior(num_classes: int, imbalance: float) -> np.ndarray:
@@ -161,8 +152,11 @@ def build_fmnist_scenes(out_dir: str,
     Returns:
         dict: The content of ``meta.json``.
     """
-    read_idx, class_names, default_dir, idx_files = _fashion_mnist()
-    fmnist_dir = fmnist_dir or default_dir
+    from mmdisalign.utils import (DEFAULT_FASHION_MNIST_DIR,
+                                  FASHION_MNIST_CLASSES, IDX_FILES,
+                                  load_fashion_mnist)
+    class_names = FASHION_MNIST_CLASSES
+    fmnist_dir = fmnist_dir or DEFAULT_FASHION_MNIST_DIR
     if not canvas >= 28:
         raise ValueError(f'canvas must be at least 28 px, got {canvas}')
     if any(not 0 < float(s) or 28 * float(s) > canvas for s in scales):
@@ -188,14 +182,13 @@ def build_fmnist_scenes(out_dir: str,
         source=osp.abspath(fmnist_dir),
         splits={})
     for split, num in (('training', num_train), ('validation', num_val)):
-        image_key, label_key = SPLITS[split]
-        images = read_idx(osp.join(fmnist_dir, idx_files[image_key]))
-        labels = read_idx(osp.join(fmnist_dir, idx_files[label_key]))
+        images, labels = load_fashion_mnist(fmnist_dir, SPLITS[split])
         pools = {c: np.flatnonzero(labels == c) for c in range(num_classes)}
         empty = [c for c, pool in pools.items() if pool.size == 0]
         if empty:
-            raise ValueError(f'{idx_files[label_key]} has no object of '
-                             f'class(es) {empty}')
+            label_file = IDX_FILES[f'{SPLITS[split]}_labels']
+            raise ValueError(f'{label_file} has no object of class(es) '
+                             f'{empty}')
         split_prior = (
             np.full(num_classes, 1.0 / num_classes)
             if split == 'validation' and balanced_val else prior)

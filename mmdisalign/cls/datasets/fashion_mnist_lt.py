@@ -12,7 +12,6 @@ by ``val_per_class`` (Fashion-MNIST has exactly 6000 images per class).
 
 Only numpy and PIL are needed; building all splits takes seconds.
 """
-import gzip
 import json
 import os
 import os.path as osp
@@ -21,62 +20,23 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+# The IDX reader and the Fashion-MNIST constants are task-agnostic; they
+# stay importable from here.
+from mmdisalign.utils.idx import (DEFAULT_FASHION_MNIST_DIR,
+                                  FASHION_MNIST_CLASSES, IDX_FILES, read_idx)
+
 __all__ = [
     'FASHION_MNIST_CLASSES', 'DEFAULT_FASHION_MNIST_DIR', 'read_idx',
     'long_tail_counts', 'sample_long_tail', 'build_fashion_mnist_lt',
     'is_built'
 ]
 
-FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
-                         'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
-# Installed by the Debian package ``dataset-fashion-mnist``.
-DEFAULT_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
-IDX_FILES = dict(
-    train_images='train-images-idx3-ubyte.gz',
-    train_labels='train-labels-idx1-ubyte.gz',
-    test_images='t10k-images-idx3-ubyte.gz',
-    test_labels='t10k-labels-idx1-ubyte.gz')
 LIST_NAMES = dict(
     train='fashion_mnist_lt_train.txt',
     val='fashion_mnist_lt_val.txt',
     test='fashion_mnist_lt_test.txt')
 META_NAME = 'meta.json'
 FORMAT_VERSION = 1
-
-
-def read_idx(path: str) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) of unsigned bytes.
-
-    Args:
-        path (str): ``*-idx1-ubyte[.gz]`` (labels) or ``*-idx3-ubyte[.gz]``
-            (images).
-
-    Returns:
-        np.ndarray: uint8 array of the stored shape.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'IDX file not found: {path} (install the Debian package '
-            f'dataset-fashion-mnist, or pass another directory)')
-    opener = gzip.open if path.endswith('.gz') else open
-    with opener(path, 'rb') as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f'{path} is not an IDX file (bad magic number)')
-    if data[2] != 0x08:
-        raise ValueError(
-            f'{path}: only unsigned-byte IDX files are supported, got type '
-            f'code 0x{data[2]:02x}')
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    shape = tuple(
-        int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
-    expected = int(np.prod(shape)) if shape else 0
-    if len(data) - header != expected:
-        raise ValueError(
-            f'{path}: header announces shape {shape} ({expected} bytes) but '
-            f'the file holds {len(data) - header} bytes')
-    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
 def long_tail_counts(n_max: int, num_classes: int, ratio: float) -> List[int]:
