@@ -31,9 +31,9 @@ applied only where its condition holds, judged from ``requires_grad`` after
 freezing; anything trainable in a part keeps that part on the full path.
 
 Use it with :func:`enable_stage2_fastpath` (after freezing), or in a config,
-after the freeze hook::
+after the freeze hook (``import mmdisalign`` registers the hook; the
+shipped ADE20K and LVIS stage-2 configs use it)::
 
-    custom_imports = dict(imports=['mmdisalign.engine.stage2_fastpath'])
     custom_hooks = [
         dict(type='DisAlignFreezeHook'),
         dict(type='DisAlignStage2FastPathHook'),
