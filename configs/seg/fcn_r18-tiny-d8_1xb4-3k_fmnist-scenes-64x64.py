@@ -59,12 +59,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     batch_size=8,
     num_workers=2,
-    dataset=dict(
-        type='BaseSegDataset',
-        data_root=data_root,
-        metainfo=metainfo,
-        reduce_zero_label=True,
-        pipeline=test_pipeline))
+    dataset=dict(train_dataloader['dataset'], pipeline=test_pipeline))
 test_dataloader = val_dataloader
 # Toy groups by training pixel ratio: head > 2 %, body 0.5..2 %, tail
 # <= 0.5 % (5 / 3 / 2 classes with the builder's defaults).

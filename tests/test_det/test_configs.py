@@ -32,7 +32,10 @@ from mmdisalign.utils.class_freq import save_class_freq
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(REPO, 'configs')
 DET = osp.join(CONFIGS, 'det')
-ALL = sorted(glob.glob(osp.join(DET, '**', '*.py'), recursive=True))
+# The shipped configs; the files under _base_ are parts of them.
+ALL = sorted(
+    p for p in glob.glob(osp.join(DET, '**', '*.py'), recursive=True)
+    if '_base_' not in p)
 STAGE2 = [p for p in ALL if p.endswith('_disalign.py')]
 STAGE1 = [p for p in ALL if not p.endswith('_disalign.py')]
 NUM_CLASSES = {'lvis-v0.5': 1230, 'lvis-v1': 1203, 'fmnist-lvis': 10}

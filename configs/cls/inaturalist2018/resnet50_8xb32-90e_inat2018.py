@@ -3,7 +3,8 @@
 # The reference released no iNaturalist config; we chose the ImageNet-LT
 # stage-1 recipe (90 epochs as in the paper's iNaturalist row, SGD lr 0.1
 # momentum 0.9, wd 5e-4, batch 256, cosine LR per epoch, same
-# augmentation) so that the only change between datasets is the data.
+# augmentation) so that the only change between datasets is the data:
+# this config is the ImageNet-LT one with the iNaturalist data.
 # Layout (the official 2018 release, paths in the JSON are relative to it):
 #   data/inaturalist2018/train_val2018/<kingdom>/<id>/<image>.jpg
 #   data/inaturalist2018/train2018.json, val2018.json
@@ -11,16 +12,11 @@
 #   python tools/analysis_tools/class_freq_cls.py \
 #       --config configs/cls/inaturalist2018/resnet50_8xb32-90e_inat2018.py \
 #       --out data/inaturalist2018/inat2018_class_freq.json
-_base_ = [
-    'mmpretrain::_base_/models/resnet50.py',
-    '../imagenet_lt/_base_/imagenet-lt_bs32.py',
-    'mmpretrain::_base_/default_runtime.py',
-]
-custom_imports = dict(imports=['mmdisalign.cls'], allow_failed_imports=False)
+_base_ = '../imagenet_lt/resnet50_8xb32-90e_imagenet-lt.py'
 
 data_root = 'data/inaturalist2018/'
 num_classes = 8142
-model = dict(head=dict(num_classes=num_classes, topk=(1, 5)))
+model = dict(head=dict(num_classes=num_classes))
 data_preprocessor = dict(num_classes=num_classes)
 
 train_dataloader = dict(
@@ -34,9 +30,7 @@ train_dataloader = dict(
 # reported split (3 images per class).
 val_dataloader = dict(
     dataset=dict(
-        _delete_=True,
-        type='INaturalist2018',
-        data_root=data_root,
+        train_dataloader['dataset'],
         ann_file='val2018.json',
         test_mode=True,
         pipeline={{_base_.test_pipeline}}))
@@ -49,15 +43,3 @@ val_evaluator = dict(
     few_thr=20)
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
-
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=90, T_max=90)
-]
-train_cfg = dict(by_epoch=True, max_epochs=90, val_interval=10)
-val_cfg = dict()
-test_cfg = dict()
-default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2))
-auto_scale_lr = dict(base_batch_size=256)

@@ -39,10 +39,7 @@ val_dataloader = dict(
         ann_file='Places_LT_val.txt',
         num_classes=num_classes))
 test_dataloader = dict(
-    dataset=dict(
-        data_root=data_root,
-        ann_file='Places_LT_test.txt',
-        num_classes=num_classes))
+    dataset=dict(val_dataloader['dataset'], ann_file='Places_LT_test.txt'))
 val_evaluator = dict(
     data_root=data_root,
     train_ann_file='Places_LT_train.txt',

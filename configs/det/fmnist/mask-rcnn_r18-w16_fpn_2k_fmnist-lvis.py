@@ -55,14 +55,12 @@ train_dataloader = dict(
         ann_file='annotations/lvis_fmnist_train.json',
         metainfo=dict(classes=classes),
         pipeline=train_pipeline))
+# The same loader settings on the validation scenes.
 val_dataloader = dict(
-    batch_size=2,
-    num_workers=0,
-    persistent_workers=False,
+    train_dataloader,
     dataset=dict(
-        data_root=data_root,
+        train_dataloader['dataset'],
         ann_file='annotations/lvis_fmnist_val.json',
-        metainfo=dict(classes=classes),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/lvis_fmnist_val.json')

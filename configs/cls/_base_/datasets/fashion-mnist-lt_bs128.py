@@ -41,15 +41,11 @@ train_dataloader = dict(
 # (all 6000 are used); validation runs on the balanced test list, once at
 # the end of training (as is usual for CIFAR-LT-style benchmarks).
 val_dataloader = dict(
+    train_dataloader,
     batch_size=500,
-    num_workers=2,
-    persistent_workers=True,
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
+        train_dataloader['dataset'],
         ann_file='fashion_mnist_lt_test.txt',
-        data_prefix='images',
-        classes=classes,
         test_mode=True,
         pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False),

@@ -47,15 +47,13 @@ train_dataloader = dict(
     # instance-balanced sampling (reference: stage 1 and stage 2)
     sampler=dict(type='DefaultSampler', shuffle=True),
 )
+# Validation: the training loader's settings on the validation list, in
+# test mode, with the test pipeline, in order.
 val_dataloader = dict(
-    batch_size=32,
-    num_workers=5,
-    persistent_workers=True,
+    train_dataloader,
     dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
+        train_dataloader['dataset'],
         ann_file='ImageNet_LT_val.txt',
-        num_classes=num_classes,
         test_mode=True,
         pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False),
@@ -71,16 +69,6 @@ val_evaluator = dict(
 
 # The reported numbers are on the test list (50 images per class).
 test_dataloader = dict(
-    batch_size=32,
-    num_workers=5,
-    persistent_workers=True,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='ImageNet_LT_test.txt',
-        num_classes=num_classes,
-        test_mode=True,
-        pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False),
-)
+    val_dataloader,
+    dataset=dict(val_dataloader['dataset'], ann_file='ImageNet_LT_test.txt'))
 test_evaluator = val_evaluator
