@@ -7,8 +7,13 @@ up (an mmpretrain scope left behind makes mmdet modules "not registered").
 Every test therefore starts and ends with no default scope; tests that need
 one set it themselves.
 """
+import importlib.util
+import os.path as osp
+
 import pytest
 from mmengine.registry import DefaultScope
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -16,3 +21,17 @@ def _isolated_default_scope():
     DefaultScope._instance_dict.clear()
     yield
     DefaultScope._instance_dict.clear()
+
+
+@pytest.fixture
+def load_tool():
+    """Import a script of ``tools/`` as a module: ``load_tool('name')``."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(
+            name, osp.join(REPO, 'tools', f'{name}.py'))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

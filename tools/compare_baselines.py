@@ -98,6 +98,23 @@ def _done(path: str):
     return None
 
 
+def _save(result_file: str, method: str, seed: int, config: str, ckpt: str,
+          metrics: dict, t0: float) -> dict:
+    """Write (and return) the result record of one run."""
+    result = dict(
+        method=method,
+        seed=seed,
+        config=osp.relpath(config, REPO),
+        checkpoint=ckpt,
+        metrics={k: float(v)
+                 for k, v in metrics.items()},
+        seconds=round(time.time() - t0, 1))
+    os.makedirs(osp.dirname(result_file), exist_ok=True)
+    with open(result_file, 'w') as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
 def run_method(method: str, seed: int, seed_dir: str, stage1_ckpt: str,
                args, data_root: str) -> dict:
     """Metrics of one method on one seed (reused when already done)."""
@@ -125,18 +142,7 @@ def run_method(method: str, seed: int, seed_dir: str, stage1_ckpt: str,
     else:
         metrics, ckpt, _ = run_stage2_cached(
             f'seed {seed} {method}', cfg, passes=1, augment=True, who=WHO)
-    result = dict(
-        method=method,
-        seed=seed,
-        config=osp.relpath(config, REPO),
-        checkpoint=ckpt,
-        metrics={k: float(v)
-                 for k, v in metrics.items()},
-        seconds=round(time.time() - t0, 1))
-    os.makedirs(work_dir, exist_ok=True)
-    with open(result_file, 'w') as f:
-        json.dump(result, f, indent=1)
-    return result
+    return _save(result_file, method, seed, config, ckpt, metrics, t0)
 
 
 def run_seed(seed: int, args, data_root: str) -> dict:
@@ -155,16 +161,8 @@ def run_seed(seed: int, args, data_root: str) -> dict:
             workers=args.workers)
         t0 = time.time()
         metrics, ckpt, _ = run_stage(f'seed {seed} stage 1', cfg, WHO)
-        stage1 = dict(
-            method='stage1',
-            seed=seed,
-            config=osp.relpath(STAGE1_CONFIG, REPO),
-            checkpoint=ckpt,
-            metrics={k: float(v)
-                     for k, v in metrics.items()},
-            seconds=round(time.time() - t0, 1))
-        with open(result_file, 'w') as f:
-            json.dump(stage1, f, indent=1)
+        stage1 = _save(result_file, 'stage1', seed, STAGE1_CONFIG, ckpt,
+                       metrics, t0)
     else:
         log(f'seed {seed} stage 1: reusing {result_file}', WHO)
     results = {}

@@ -148,8 +148,9 @@ def stage_config(config: str,
     return cfg
 
 
-def run_stage(name: str, cfg, who: str = 'main job') -> Tuple[dict, str,
-                                                               float]:
+def run_stage(name: str,
+              cfg,
+              who: str = 'main job') -> Tuple[dict, str, float]:
     """Train and test one stage with the Runner.
 
     Returns:
@@ -169,7 +170,10 @@ def run_stage(name: str, cfg, who: str = 'main job') -> Tuple[dict, str,
     return dict(metrics), ckpt, t_train
 
 
-def evaluate_stage(name: str, cfg, checkpoint: str, who: str = 'main job') -> dict:
+def evaluate_stage(name: str,
+                   cfg,
+                   checkpoint: str,
+                   who: str = 'main job') -> dict:
     """Test ``checkpoint`` with ``cfg`` (``Runner.test``); return metrics."""
     from mmengine.runner import Runner
     cfg = cfg.copy()
@@ -209,9 +213,10 @@ def run_stage2_cached(name: str,
         augment=augment)
     t_train = time.time() - t0
     extraction = result['extraction']
-    log(f'{name}: '
-        f'{"extracted in %.0f s, " % extraction["seconds"] if extraction else ""}'
-        f'trained in {result["seconds"]:.0f} s; testing ...', who)
+    extracted = (f'extracted in {extraction["seconds"]:.0f} s, '
+                 if extraction else '')
+    log(f'{name}: {extracted}trained in {result["seconds"]:.0f} s; '
+        'testing ...', who)
     metrics = evaluate_stage(name, cfg, result['checkpoint'], who)
     return metrics, result['checkpoint'], t_train
 

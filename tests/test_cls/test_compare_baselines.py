@@ -1,5 +1,4 @@
 """tools/compare_baselines.py on the quick Fashion-MNIST-LT (2 seeds)."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -9,22 +8,13 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DATA = '/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz'
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'compare_baselines', osp.join(REPO, 'tools', 'compare_baselines.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _run(argv):
+def _run(load_tool, argv):
     cwd = os.getcwd()
     try:
-        return _load_tool().main(argv)
+        return load_tool('compare_baselines').main(argv)
     finally:
         os.chdir(cwd)
         MMLogger._instance_dict.clear()
@@ -36,14 +26,14 @@ def _state_dict(path):
 
 
 @pytest.mark.skipif(not osp.isfile(DATA), reason='dataset-fashion-mnist')
-def test_compare_baselines_quick(tmp_path):
+def test_compare_baselines_quick(tmp_path, load_tool):
     work = tmp_path / 'cmp'
     argv = [
         '--quick', '--seeds', '0,1', '--methods',
         'stage1,tau-norm,crt,disalign', '--work-dir',
         str(work)
     ]
-    results = _run(argv)
+    results = _run(load_tool, argv)
     assert results['methods'] == ['stage1', 'tau-norm', 'crt', 'disalign']
     for method, keys in results['summary'].items():
         for key, stats in keys.items():
@@ -84,5 +74,5 @@ def test_compare_baselines_quick(tmp_path):
     assert '| cRT |' in table and 'DisAlign - stage 1' in table
 
     # Started again: every run is reused, same numbers.
-    again = _run(argv)
+    again = _run(load_tool, argv)
     assert again['summary'] == results['summary']

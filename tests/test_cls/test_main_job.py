@@ -1,5 +1,4 @@
 """End to end: the main job's stage 1 -> DisAlign -> evaluation (quick)."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -8,16 +7,7 @@ import pytest
 import torch
 from mmengine.logging import MMLogger
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DATA = '/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz'
-
-
-def _load_main_job():
-    spec = importlib.util.spec_from_file_location(
-        'run_main_job', osp.join(REPO, 'tools', 'run_main_job.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _state_dict(path):
@@ -26,10 +16,10 @@ def _state_dict(path):
 
 
 @pytest.mark.skipif(not osp.isfile(DATA), reason='dataset-fashion-mnist')
-def test_quick_main_job(tmp_path):
+def test_quick_main_job(tmp_path, load_tool):
     cwd = os.getcwd()
     try:
-        results = _load_main_job().main(
+        results = load_tool('run_main_job').main(
             ['--quick', '--work-dir',
              str(tmp_path / 'job'), '--seed', '1'])
     finally:
@@ -74,13 +64,13 @@ def test_quick_main_job(tmp_path):
 
 
 @pytest.mark.skipif(not osp.isfile(DATA), reason='dataset-fashion-mnist')
-def test_quick_main_job_cached_stage2(tmp_path):
+def test_quick_main_job_cached_stage2(tmp_path, load_tool):
     """--stage2 cached: stage 1 as the Runner path, stage 2 from cached
     features; the result says which path ran and the checkpoint differs
     from stage 1 only in the calibration."""
     cwd = os.getcwd()
     try:
-        results = _load_main_job().main([
+        results = load_tool('run_main_job').main([
             '--quick', '--work-dir',
             str(tmp_path / 'job'), '--seed', '1', '--stage2', 'cached'
         ])

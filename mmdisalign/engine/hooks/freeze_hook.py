@@ -292,13 +292,12 @@ class DisAlignFreezeHook(Hook):
 
     priority = 'NORMAL'
 
-    def __init__(
-        self,
-        trainable: Sequence[str] = (),
-        freeze_norm: bool = True,
-        check_stage1: bool = True,
-        allow_missing: Sequence[str] = (),
-        reinit: Sequence[str] = ()) -> None:
+    def __init__(self,
+                 trainable: Sequence[str] = (),
+                 freeze_norm: bool = True,
+                 check_stage1: bool = True,
+                 allow_missing: Sequence[str] = (),
+                 reinit: Sequence[str] = ()) -> None:
         self.trainable = _compile_patterns(trainable, 'trainable')
         self.allow_missing = _compile_patterns(allow_missing, 'allow_missing')
         self.reinit = _compile_patterns(reinit, 'reinit')
