@@ -5,17 +5,18 @@ On Fashion-MNIST-LT, from one stage-1 checkpoint, for each seed:
 - full path: mmengine's Runner trains the stage-2 config (every image
   read, decoded, augmented and sent through the frozen network every
   epoch);
-- cached path: ``cache_features`` (one pass of the frozen network over the
-  training set, test pipeline) + ``train_cached`` (the same loss,
-  optimiser, schedule, sampler and batch size on the cached features),
-  which writes a normal stage-2 checkpoint.
+- cached path, for each ``--variants`` entry: ``cache_features`` (one pass
+  of the frozen network over the training set with the test pipeline, or
+  P passes with the training augmentation) + ``train_cached`` (the same
+  loss, optimiser, schedule, sampler and batch size on the cached
+  features), which writes a normal stage-2 checkpoint.
 
-Both checkpoints are then evaluated the same way (Runner.test, the
+All checkpoints are then evaluated the same way (Runner.test, the
 config's LongTailAccuracy on the balanced test set). Printed: the times of
-both paths (end to end: the cached one includes the extraction), their
-ratio, and overall / many / medium / few-shot accuracy of both, per seed
-and as the mean over the seeds. Target: >= 10x, accuracies within 0.3
-points.
+every path (end to end: the cached ones include building the model and the
+extraction), the speed-ups against the full path, and overall / many /
+medium / few-shot accuracy, per seed and as the mean over the seeds.
+Target: >= 10x, accuracies within 0.3 points.
 
 Usage::
 
@@ -67,13 +68,39 @@ def parse_args(argv=None):
         default=1,
         help='also time the full path of the first seed with this many '
         'workers (the main job\'s setting); -1: skip')
-    parser.add_argument('--passes', type=int, default=1)
-    parser.add_argument('--augment', action='store_true')
+    parser.add_argument(
+        '--variants',
+        default='1:clean,1:aug,2:aug',
+        help='cached-path variants, comma-separated PASSES:clean|aug '
+        '(clean: the test pipeline, one pass; aug: the training '
+        'augmentation, epoch e uses pass e mod PASSES)')
     parser.add_argument('--dtype', default='float32')
     parser.add_argument(
         '--work-dir', default=osp.join(ROOT, 'work_dirs', 'bench_cached'))
     parser.add_argument('--json', help='also write the results here')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.variants = [_parse_variant(v) for v in args.variants.split(',')]
+    return args
+
+
+def _parse_variant(text: str) -> tuple:
+    try:
+        passes, kind = text.strip().split(':')
+        passes = int(passes)
+    except ValueError:
+        raise SystemExit(f'bad --variants entry {text!r}: use PASSES:clean '
+                         'or PASSES:aug, e.g. 1:clean,1:aug,2:aug')
+    if kind not in ('clean', 'aug') or passes < 1 or (kind == 'clean'
+                                                      and passes != 1):
+        raise SystemExit(f'bad --variants entry {text!r}: clean needs 1 '
+                         'pass, aug 1 or more')
+    return passes, kind == 'aug'
+
+
+def variant_name(variant: tuple) -> str:
+    passes, augment = variant
+    return (f'{passes} augmented pass{"es" if passes > 1 else ""}'
+            if augment else '1 pass, no augmentation')
 
 
 def stage2_config(args, seed: int, work_dir: str):
@@ -125,11 +152,13 @@ def full_path(args, seed: int, workers: Optional[int] = None) -> dict:
     return dict(seconds=seconds, metrics=evaluate(cfg, ckpt))
 
 
-def cached_path(args, seed: int) -> dict:
+def cached_path(args, seed: int, variant: tuple) -> dict:
     import shutil
 
     from mmdisalign.cls.cached_stage2 import run_cached_stage2
-    work_dir = osp.join(args.work_dir, f'cached_{seed}')
+    passes, augment = variant
+    work_dir = osp.join(args.work_dir,
+                        f'cached_{seed}_p{passes}{"a" if augment else "c"}')
     cache = osp.join(work_dir, 'cache')
     shutil.rmtree(cache, ignore_errors=True)  # end to end: extract again
     cfg = stage2_config(args, seed, work_dir)
@@ -137,8 +166,8 @@ def cached_path(args, seed: int) -> dict:
     result = run_cached_stage2(
         copy.deepcopy(cfg),
         cache,
-        passes=args.passes,
-        augment=args.augment,
+        passes=passes,
+        augment=augment,
         dtype=args.dtype)
     seconds = time.perf_counter() - start
     return dict(
@@ -165,10 +194,11 @@ def main(argv=None) -> dict:
                  'config) first, or pass --stage1')
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(',')]
+    names = [variant_name(v) for v in args.variants]
     print(f'config: {osp.relpath(args.config, ROOT)}; stage 1: '
           f'{args.stage1}; seeds {seeds}; {args.workers} data worker(s), '
-          f'{torch.get_num_threads()} torch thread(s); cache: '
-          f'{args.passes} pass(es), augment={args.augment}, {args.dtype}')
+          f'{torch.get_num_threads()} torch thread(s); cached variants: '
+          f'{names}; {args.dtype}')
     runs = []
     extra = None
     if args.also_full_workers >= 0 and args.also_full_workers != args.workers:
@@ -179,57 +209,63 @@ def main(argv=None) -> dict:
             ', '.join(f'{k} {extra["metrics"][k]:.2f}' for k in METRICS),
             flush=True)
     for seed in seeds:
-        full = full_path(args, seed)
-        cached = cached_path(args, seed)
-        runs.append(dict(seed=seed, full=full, cached=cached))
-        print(
-            f'seed {seed}: full {full["seconds"]:.1f} s, cached '
-            f'{cached["seconds"]:.1f} s (extraction '
-            f'{cached["extract_seconds"]:.1f} s + training '
-            f'{cached["train_seconds"]:.1f} s), ratio '
-            f'{full["seconds"] / cached["seconds"]:.1f}x',
-            flush=True)
-        for name, run in (('full', full), ('cached', cached)):
-            m = run['metrics']
-            print(f'  {name:6s} ' + ', '.join(f'{k} {m[k]:.2f}'
-                                              for k in METRICS))
-    full_t = [r['full']['seconds'] for r in runs]
-    cached_t = [r['cached']['seconds'] for r in runs]
-    mean = {
-        path: {
+        # same seed = same sampler order in every path: the paths differ
+        # only in what they feed the calibration
+        run = dict(seed=seed, full=full_path(args, seed))
+        print(f'seed {seed}: full {run["full"]["seconds"]:.1f} s; ' +
+              ', '.join(f'{k} {run["full"]["metrics"][k]:.2f}'
+                        for k in METRICS),
+              flush=True)
+        for variant, name in zip(args.variants, names):
+            cached = cached_path(args, seed, variant)
+            run[name] = cached
+            print(
+                f'  cached, {name}: {cached["seconds"]:.1f} s (extraction '
+                f'{cached["extract_seconds"]:.1f} s + training '
+                f'{cached["train_seconds"]:.1f} s), '
+                f'{run["full"]["seconds"] / cached["seconds"]:.1f}x; ' +
+                ', '.join(f'{k} {cached["metrics"][k]:.2f}' for k in METRICS),
+                flush=True)
+        runs.append(run)
+    summary = {}
+    full_median = statistics.median(r['full']['seconds'] for r in runs)
+    print('\n| stage 2 path | time (s), median over seeds | speed-up | '
+          'overall | many | medium | few |')
+    print('|---|---|---|---|---|---|---|')
+    for path in ['full'] + names:
+        times = [r[path]['seconds'] for r in runs]
+        mean = {
             k: statistics.mean(r[path]['metrics'][k] for r in runs)
             for k in METRICS
         }
-        for path in ('full', 'cached')
-    }
-    summary = dict(
-        full_seconds_median=statistics.median(full_t),
-        cached_seconds_median=statistics.median(cached_t),
-        ratio_of_medians=statistics.median(full_t) /
-        statistics.median(cached_t),
-        mean_metrics=mean,
-        differences={k: mean['cached'][k] - mean['full'][k]
-                     for k in METRICS})
-    print('\n| path | time (s), median | overall | many | medium | few |')
-    print('|---|---|---|---|---|---|')
-    for path, t in (('full forward (Runner)', full_t), ('cached features',
-                                                        cached_t)):
-        m = mean['full' if path.startswith('full') else 'cached']
-        print(f'| {path} | {statistics.median(t):.1f} | ' +
-              ' | '.join(f'{m[k]:.2f}' for k in METRICS) + ' |')
-    print(f'\nspeed-up (end to end, median over seeds): '
-          f'{summary["ratio_of_medians"]:.1f}x (target >= 10x)')
-    print('accuracy difference cached - full (mean over seeds, points): ' +
-          ', '.join(f'{k} {v:+.2f}'
-                    for k, v in summary['differences'].items()) +
-          ' (target within 0.3)')
+        median = statistics.median(times)
+        summary[path] = dict(
+            seconds_median=median,
+            seconds=times,
+            speedup=full_median / median,
+            mean_metrics=mean)
+        if path != 'full':
+            summary[path]['differences'] = {
+                k: mean[k] - summary['full']['mean_metrics'][k]
+                for k in METRICS
+            }
+        label = ('full forward (Runner)'
+                 if path == 'full' else f'cached, {path}')
+        print(f'| {label} | {median:.1f} ({min(times):.1f}-{max(times):.1f})'
+              f' | {full_median / median:.1f}x | ' +
+              ' | '.join(f'{mean[k]:.2f}' for k in METRICS) + ' |')
+    print('\ncached - full, mean over seeds (points; targets: >= 10x, '
+          'within 0.3):')
+    for name in names:
+        d = summary[name]['differences']
+        print(f'  {name}: {summary[name]["speedup"]:.1f}x; ' +
+              ', '.join(f'{k} {d[k]:+.2f}' for k in METRICS))
     if extra is not None:
         summary['full_other_workers'] = extra
         print(f'with {args.also_full_workers} data worker(s) (seed '
-              f'{seeds[0]}), the full path takes {extra["seconds"]:.1f} s: '
-              f'{extra["seconds"] / statistics.median(cached_t):.1f}x the '
-              'cached path')
-    result = dict(args=vars(args), runs=runs, summary=summary)
+              f'{seeds[0]}), the full path takes {extra["seconds"]:.1f} s')
+    result = dict(
+        args=dict(vars(args), variants=names), runs=runs, summary=summary)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=1)
