@@ -258,18 +258,25 @@ def test_checkpoint_loads_and_tests_like_any_other(setup, fast_path):
     assert metrics['accuracy/top1'] == pytest.approx(100 * correct / 12)
 
 
-def test_cache_mismatch_is_refused(setup, fast_path, tmp_path):
-    root, cfg, stage1 = setup
+def _train_on_other_weights(cfg, cache, stage1, key, tmp_path, match):
+    """``train_cached`` with ``stage1[key]`` changed must refuse."""
     other = {k: v.clone() for k, v in stage1.items()}
-    other['head.fc.weight'] += 1.0
+    other[key] += 0.5
     ckpt = str(tmp_path / 'other.pth')
     save_checkpoint(dict(state_dict=other), ckpt)
-    with pytest.raises(ValueError, match='other stage-1 weights'):
+    with pytest.raises(ValueError, match=match):
         train_cached(
             copy.deepcopy(cfg),
-            osp.join(root, 'cache'),
+            cache,
             work_dir=str(tmp_path / 'w'),
             checkpoint=ckpt)
+
+
+def test_cache_mismatch_is_refused(setup, fast_path, tmp_path):
+    root, cfg, stage1 = setup
+    _train_on_other_weights(cfg, osp.join(root, 'cache'), stage1,
+                            'head.fc.weight', tmp_path,
+                            'other stage-1 weights')
 
 
 def test_writer_reader_float16_and_sizes(tmp_path):
@@ -359,13 +366,5 @@ def test_cache_of_other_backbone_is_refused(setup, tmp_path):
     cfg = _crt_config(cfg)
     cache = str(tmp_path / 'cache')
     cache_features(copy.deepcopy(cfg), cache)
-    other = {k: v.clone() for k, v in stage1.items()}
-    other['backbone.conv1.weight'] += 0.5
-    ckpt = str(tmp_path / 'other.pth')
-    save_checkpoint(dict(state_dict=other), ckpt)
-    with pytest.raises(ValueError, match='other backbone / neck weights'):
-        train_cached(
-            copy.deepcopy(cfg),
-            cache,
-            work_dir=str(tmp_path / 'w'),
-            checkpoint=ckpt)
+    _train_on_other_weights(cfg, cache, stage1, 'backbone.conv1.weight',
+                            tmp_path, 'other backbone / neck weights')
