@@ -35,12 +35,13 @@ from typing import Optional
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from mmdisalign.cls.experiments import METRIC_KEYS as METRICS  # noqa: E402
+
 CONFIG_DIR = osp.join(ROOT, 'configs', 'cls', 'fashion_mnist_lt')
 DEFAULT_CONFIG = osp.join(
     CONFIG_DIR, 'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_disalign.py')
 DEFAULT_STAGE1 = osp.join(ROOT, 'work_dirs', 'main_job', 'stage1',
                           'epoch_30.pth')
-METRICS = ('top1', 'many', 'medium', 'few')
 
 
 def parse_args(argv=None):
@@ -104,36 +105,25 @@ def variant_name(variant: tuple) -> str:
 
 
 def stage2_config(args, seed: int, work_dir: str):
-    from mmengine.config import Config
-    cfg = Config.fromfile(args.config)
-    cfg.work_dir = work_dir
-    cfg.experiment_name = f'{osp.basename(work_dir)}'
-    cfg.load_from = args.stage1
-    cfg.randomness = dict(seed=seed, deterministic=False)
-    for loader in (cfg.train_dataloader, cfg.test_dataloader):
-        loader.dataset.data_root = args.data_root
-        loader.dataset.classes = osp.join(args.data_root, 'classes.txt')
-        loader.num_workers = args.workers
-        loader.persistent_workers = args.workers > 0
-    cfg.test_evaluator.data_root = args.data_root
-    cfg.test_evaluator.out_dir = osp.join(work_dir, 'eval')
-    loss = cfg.model.head.get('loss', {})
-    if 'class_freq' in loss:
-        loss['class_freq'] = osp.join(args.data_root, 'class_freq.json')
-    cfg.val_dataloader = None
-    cfg.val_cfg = None
-    cfg.val_evaluator = None
+    """The stage-2 config pointed at this run's data, stage 1 and dirs."""
+    from mmdisalign.cls.experiments import stage_config
+    cfg = stage_config(
+        args.config,
+        args.data_root,
+        work_dir,
+        seed,
+        quick=False,
+        load_from=args.stage1,
+        workers=args.workers)
     cfg.default_hooks.logger.interval = 1000
     cfg.log_level = 'WARNING'
     return cfg
 
 
 def evaluate(cfg, checkpoint: str) -> dict:
-    from mmengine.runner import Runner
-    cfg = copy.deepcopy(cfg)
-    cfg.load_from = checkpoint
-    cfg.work_dir = osp.join(cfg.work_dir, 'test')
-    metrics = Runner.from_cfg(cfg).test()
+    from mmdisalign.cls.experiments import evaluate_stage
+    metrics = evaluate_stage(osp.basename(cfg.work_dir), cfg, checkpoint,
+                             'bench')
     return {k: float(metrics[f'lt/{k}']) for k in METRICS}
 
 
