@@ -11,7 +11,6 @@ The calibration formula lives in :mod:`mmdisalign.models.calibration`; this
 module only says where the RoI feature and the logits are.
 """
 import copy
-import inspect
 from typing import Optional, Tuple, Union
 
 from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
@@ -19,19 +18,10 @@ from mmdet.registry import MODELS
 from mmengine.config import ConfigDict
 from torch import Tensor
 
-from mmdisalign.models.calibration import is_calibration
+from mmdisalign.models.calibration_builder import (calibration_class,
+                                                   fill_calibration_cfg)
 
 __all__ = ['DisAlignShared2FCBBoxHead']
-
-
-def _calibration_class(cfg: dict) -> Optional[type]:
-    """The class a calibration config builds, or None if unknown."""
-    kind = cfg.get('type')
-    if isinstance(kind, type):
-        return kind
-    if isinstance(kind, str):
-        return MODELS.get(kind)
-    return None
 
 
 @MODELS.register_module()
@@ -96,21 +86,19 @@ class DisAlignShared2FCBBoxHead(Shared2FCBBoxHead):
 
     def _build_calibration(self, cfg: Union[dict, ConfigDict]):
         """Build the calibration for the ``num_classes + 1`` logits."""
-        if not isinstance(cfg, dict) or 'type' not in cfg:
-            raise TypeError('calibration must be a config dict with a "type" '
-                            f'key or None, but got {cfg!r}')
+        calib_cls = calibration_class(cfg, MODELS)
         cfg = copy.deepcopy(dict(cfg))
+        # num_classes and uncalibrated_columns are checked on the built
+        # module below (with the background column explained)
         cfg.setdefault('num_classes', self.num_classes)
         cfg.setdefault('uncalibrated_columns', (-1, ))
-        calib_cls = _calibration_class(cfg)
-        if calib_cls is not None and 'in_channels' in inspect.signature(
-                calib_cls).parameters:
-            cfg.setdefault('in_channels', self.cls_last_dim)
+        fill_calibration_cfg(
+            cfg,
+            calib_cls,
+            dict(in_channels=self.cls_last_dim),
+            head='box head')
+        cfg['type'] = calib_cls
         module = MODELS.build(cfg)
-        if not is_calibration(module):
-            raise TypeError(
-                f'calibration must build a BaseCalibration subclass, but '
-                f'{cfg["type"]!r} built a {type(module).__name__}')
         num_logits = self.num_classes + 1
         if module.num_logits != num_logits or module.uncalibrated_columns != (
                 self.num_classes, ):

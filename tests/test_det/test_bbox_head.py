@@ -241,6 +241,11 @@ def test_errors(tmp_path):
                 type='DisAlignCalibration', uncalibrated_columns=(0, )))
     with pytest.raises(TypeError, match='config dict'):
         build(calibration='DisAlignCalibration')
+    with pytest.raises(ValueError, match=r'in_channels=7 does not match the '
+                       r'box head'):
+        build(calibration=dict(type='DisAlignCalibration', in_channels=7))
+    with pytest.raises(KeyError, match='not registered'):
+        build(calibration=dict(type='NoSuchCalibration'))
     with pytest.raises(ValueError, match='with_cls=True'):
         build(with_cls=False, calibration=dict(type='DisAlignCalibration'))
 

@@ -1,9 +1,11 @@
 """Building the calibration sub-module of the classification heads."""
 import copy
-import inspect
 
 from mmpretrain.registry import MODELS
 from torch import nn
+
+from mmdisalign.models.calibration_builder import (calibration_class,
+                                                   fill_calibration_cfg)
 
 __all__ = ['build_calibration']
 
@@ -27,25 +29,12 @@ def build_calibration(cfg: dict, num_classes: int,
     """
     if isinstance(cfg, nn.Module):
         return cfg
-    if not isinstance(cfg, dict) or 'type' not in cfg:
-        raise TypeError('calibration must be a config dict with a "type" '
-                        f'key, but got {cfg!r}')
+    calib_cls = calibration_class(cfg, MODELS)
     cfg = copy.deepcopy(dict(cfg))
-    calib_cls = cfg['type']
-    if isinstance(calib_cls, str):
-        calib_cls = MODELS.get(calib_cls)
-        if calib_cls is None:
-            raise KeyError(
-                f'calibration type {cfg["type"]!r} is not registered; did '
-                'you import mmdisalign (custom_imports)?')
-    params = inspect.signature(calib_cls.__init__).parameters
-    for key, value in (('num_classes', num_classes), ('in_channels',
-                                                      in_channels)):
-        if key not in params:
-            continue
-        if key in cfg and cfg[key] != value:
-            raise ValueError(
-                f'calibration {key}={cfg[key]} does not match the head\'s '
-                f'{key}={value}')
-        cfg[key] = value
+    fill_calibration_cfg(
+        cfg,
+        calib_cls,
+        dict(num_classes=num_classes, in_channels=in_channels),
+        head='classification head')
+    cfg['type'] = calib_cls
     return MODELS.build(cfg)

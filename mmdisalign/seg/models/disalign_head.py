@@ -15,7 +15,6 @@ The upstream parameters keep their names (``conv_seg``, ``convs``,
 without renaming; the new parameters live under ``calibration.``.
 """
 import copy
-import inspect
 from typing import Optional, Union
 
 import torch.nn as nn
@@ -25,6 +24,8 @@ from torch import Tensor
 
 from mmdisalign.models.calibration import (BaseCalibration,
                                            DisAlignCalibration)
+from mmdisalign.models.calibration_builder import (calibration_class,
+                                                   fill_calibration_cfg)
 from mmdisalign.models.losses import GRWCrossEntropyLoss
 
 __all__ = [
@@ -98,36 +99,26 @@ class DisAlignDecodeHeadMixin:
         if isinstance(cfg, nn.Module):
             module = cfg
         else:
-            if not isinstance(cfg, dict) or 'type' not in cfg:
-                raise TypeError('calibration must be a config dict with a '
-                                f'"type" key, but got {cfg!r}')
+            calib_cls = calibration_class(cfg, MODELS)
             cfg = copy.deepcopy(dict(cfg))
-            calib_cls = cfg['type']
-            if isinstance(calib_cls, str):
-                calib_cls = MODELS.get(calib_cls)
-                if calib_cls is None:
-                    raise KeyError(
-                        f'calibration type {cfg["type"]!r} is not registered;'
-                        ' import mmdisalign (custom_imports) first')
-            if not (inspect.isclass(calib_cls)
-                    and issubclass(calib_cls, BaseCalibration)):
-                raise TypeError(f'calibration type {cfg["type"]!r} is not a '
-                                'mmdisalign BaseCalibration')
-            filled = dict(num_classes=self.out_channels)
-            if issubclass(calib_cls, DisAlignCalibration):
-                filled.update(in_channels=self.channels, dense=True)
-                if confidence == 'reference':
-                    cfg.setdefault('confidence_norm_cfg',
-                                   copy.deepcopy(self.norm_cfg))
-                    cfg.setdefault('confidence_act_cfg',
-                                   copy.deepcopy(self.act_cfg))
-            for key, value in filled.items():
-                if key in cfg and cfg[key] != value:
-                    raise ValueError(
-                        f'calibration {key}={cfg[key]!r} does not match the '
-                        f'decode head ({key}={value!r}, from the head\'s '
-                        f'{self._head_field(key)})')
-                cfg[key] = value
+            if issubclass(calib_cls, DisAlignCalibration) and (confidence
+                                                               == 'reference'):
+                cfg.setdefault('confidence_norm_cfg',
+                               copy.deepcopy(self.norm_cfg))
+                cfg.setdefault('confidence_act_cfg',
+                               copy.deepcopy(self.act_cfg))
+            fill_calibration_cfg(
+                cfg,
+                calib_cls,
+                dict(
+                    num_classes=self.out_channels,
+                    in_channels=self.channels,
+                    dense=True),
+                head='decode head',
+                fields=dict(
+                    num_classes='out_channels',
+                    in_channels='channels',
+                    dense='dense per-pixel output'))
             cfg['type'] = calib_cls
             module = MODELS.build(cfg)
         if not isinstance(module, BaseCalibration):
@@ -138,13 +129,6 @@ class DisAlignDecodeHeadMixin:
                 f'the calibration takes {module.num_logits} logit columns '
                 f'but the decode head predicts {self.out_channels}')
         return module
-
-    @staticmethod
-    def _head_field(key: str) -> str:
-        return dict(
-            num_classes='out_channels',
-            in_channels='channels',
-            dense='dense per-pixel output').get(key, key)
 
     def _check_losses(self) -> None:
         """Fail early on a GRW loss with the wrong number of classes."""
