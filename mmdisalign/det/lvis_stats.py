@@ -14,13 +14,12 @@ files are sorted by id, so label ``i`` is the ``i``-th smallest id).
 :func:`category_stats` returns the categories sorted by id and refuses a
 file whose ``categories`` are not sorted, where the two orders differ.
 """
-import json
 import os
-import os.path as osp
 from collections import Counter, defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from mmdisalign.utils.class_freq import save_class_freq
+from mmdisalign.utils.json_file import read_json_file
 
 __all__ = [
     'LVIS_RARE_MAX', 'LVIS_COMMON_MAX', 'frequency_group', 'load_annotations',
@@ -68,14 +67,7 @@ def load_annotations(ann_file: Union[str, 'os.PathLike[str]']) -> dict:
         dict: The parsed file.
     """
     path = os.fspath(ann_file)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'annotation file not found: {path!r}')
-    try:
-        with open(path, encoding='utf-8') as file:
-            data = json.load(file)
-    except json.JSONDecodeError as error:
-        raise ValueError(f'{path} is not valid JSON: {error.msg} at line '
-                         f'{error.lineno} column {error.colno}') from error
+    data = read_json_file(path, 'annotation file')
     if not isinstance(data, dict):
         raise ValueError(f'{path}: expected a JSON object with "images", '
                          f'"annotations" and "categories", got a '

@@ -34,6 +34,8 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
+from .json_file import read_json_file
+
 __all__ = [
     'CLASS_FREQ_FORMAT', 'CLASS_FREQ_VERSION', 'save_class_freq',
     'load_class_freq', 'load_class_freq_meta', 'grw_weights'
@@ -287,23 +289,11 @@ def load_class_freq_meta(path: PathType) -> dict:
     Returns:
         dict: The JSON object; ``classes`` may be None.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f'expected a path to a class-frequency JSON file, '
-                        f'got {type(path).__name__}')
-    path = os.fspath(path)
-    if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'class-frequency file not found: {path!r} (write it with the '
-            f'statistics tools in tools/, see docs/grw_loss.md)')
-    try:
-        with open(path, encoding='utf-8') as file:
-            data = json.load(file)
-    except json.JSONDecodeError as error:
-        raise ValueError(f'{path} is not valid JSON: {error.msg} at line '
-                         f'{error.lineno} column {error.colno}') from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise OSError(f'cannot read class-frequency file {path}: '
-                      f'{error}') from error
+    path = os.fspath(path) if isinstance(path, os.PathLike) else path
+    data = read_json_file(
+        path, 'class-frequency file',
+        ' (write it with the statistics tools in tools/, see '
+        'docs/grw_loss.md)')
 
     if not isinstance(data, dict) or data.get('format') != CLASS_FREQ_FORMAT:
         if isinstance(data, dict):

@@ -1,5 +1,4 @@
 """iNaturalist 2018 through its COCO-like JSON annotation files."""
-import json
 import os.path as osp
 from typing import List, Optional, Union
 
@@ -7,6 +6,8 @@ import numpy as np
 from mmengine.fileio import get_file_backend, get_local_path
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
+
+from mmdisalign.utils.json_file import read_json_file
 
 from .list_file import check_no_empty_class, count_labels
 
@@ -65,12 +66,7 @@ class INaturalist2018(BaseDataset):
 
     def _read_json(self) -> dict:
         with get_local_path(self.ann_file) as path:
-            try:
-                with open(path) as f:
-                    ann = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(
-                    f'{self.ann_file}: not valid JSON ({e})') from e
+            ann = read_json_file(path, 'iNaturalist annotation file')
         if not isinstance(ann, dict):
             raise ValueError(f'{self.ann_file}: expected a JSON object with '
                              '"images", "annotations" and "categories"')
