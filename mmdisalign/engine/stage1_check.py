@@ -10,7 +10,7 @@ import re
 from typing import (Any, Dict, Iterable, List, Mapping, Optional, Pattern,
                     Sequence, Tuple)
 
-__all__ = ['checkpoint_shapes', 'check_stage1_weights']
+__all__ = ['checkpoint_shapes', 'check_stage1_weights', 'model_key']
 
 Shape = Optional[Tuple[int, ...]]
 
@@ -19,6 +19,12 @@ MAX_LISTED = 10
 
 #: What ``Runner.load_checkpoint`` strips from every key by default.
 _MODULE_PREFIX = re.compile(r'^module\.')
+
+
+def model_key(key: str) -> str:
+    """The model parameter name of a checkpoint key (``module.`` removed,
+    as the default ``revise_keys`` of ``Runner.load_checkpoint`` does)."""
+    return _MODULE_PREFIX.sub('', str(key))
 
 
 def checkpoint_shapes(checkpoint: Mapping[str, Any]) -> Dict[str, Shape]:
@@ -45,8 +51,7 @@ def checkpoint_shapes(checkpoint: Mapping[str, Any]) -> Dict[str, Shape]:
     shapes = {}
     for key, value in state_dict.items():
         shape = getattr(value, 'shape', None)
-        shapes[_MODULE_PREFIX.sub(
-            '', str(key))] = (None if shape is None else tuple(shape))
+        shapes[model_key(key)] = None if shape is None else tuple(shape)
     return shapes
 
 

@@ -12,7 +12,8 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from ..ddp_rewrap import rewrap_ddp
-from ..stage1_check import check_stage1_weights, checkpoint_shapes
+from ..stage1_check import (check_stage1_weights, checkpoint_shapes,
+                            model_key)
 
 __all__ = ['DisAlignFreezeHook', 'FreezePlan', 'plan_freeze']
 
@@ -353,7 +354,7 @@ class DisAlignFreezeHook(Hook):
         keys = list(state)
         hits = [0] * len(self.reinit)
         for key in keys:
-            bare = key[len('module.'):] if key.startswith('module.') else key
+            bare = model_key(key)
             matched = [i for i, p in enumerate(self.reinit) if p.match(bare)]
             for i in matched:
                 hits[i] += 1
@@ -366,7 +367,7 @@ class DisAlignFreezeHook(Hook):
                 f'DisAlignFreezeHook: the `reinit` pattern(s) {unmatched} '
                 'match no key of the stage-1 checkpoint '
                 f'({self._source(runner)}); its keys look like '
-                f'{[k for k in keys[:5]]}.')
+                f'{keys[:5]}.')
         runner.logger.info(
             'DisAlignFreezeHook: re-initialising (not loading from the '
             f'stage-1 checkpoint): {", ".join(self.reinitialized)}')
