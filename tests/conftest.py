@@ -23,15 +23,23 @@ def _isolated_default_scope():
     DefaultScope._instance_dict.clear()
 
 
-@pytest.fixture
-def load_tool():
-    """Import a script of ``tools/`` as a module: ``load_tool('name')``."""
+_TOOL_MODULES = {}
 
-    def load(name: str):
+
+def _import_tool(name: str):
+    """Import ``tools/<name>.py`` (``name`` may hold a folder, e.g.
+    ``'analysis_tools/lvis_class_freq'``) as a module, once."""
+    if name not in _TOOL_MODULES:
         spec = importlib.util.spec_from_file_location(
-            name, osp.join(REPO, 'tools', f'{name}.py'))
+            'mmdisalign_tools_' + name.replace('/', '_'),
+            osp.join(REPO, 'tools', f'{name}.py'))
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        return module
+        _TOOL_MODULES[name] = module
+    return _TOOL_MODULES[name]
 
-    return load
+
+@pytest.fixture(scope='session')
+def load_tool():
+    """``load_tool('run_main_job')``: a script of ``tools/`` as a module."""
+    return _import_tool

@@ -1,5 +1,4 @@
 """tools/analysis_tools/class_freq_cls.py: list file and config sources."""
-import importlib.util
 import os.path as osp
 import re
 import sys
@@ -13,18 +12,15 @@ from mmdisalign.utils.class_freq import load_class_freq, load_class_freq_meta
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'class_freq_cls',
-        osp.join(REPO, 'tools', 'analysis_tools', 'class_freq_cls.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def run(monkeypatch, load_tool):
+    """Run the tool with these command-line arguments."""
 
+    def run_tool(*args):
+        monkeypatch.setattr(sys, 'argv', ['class_freq_cls.py', *args])
+        load_tool('analysis_tools/class_freq_cls').main()
 
-def _run(monkeypatch, *args):
-    monkeypatch.setattr(sys, 'argv', ['class_freq_cls.py', *args])
-    _tool().main()
+    return run_tool
 
 
 @pytest.fixture
@@ -42,10 +38,10 @@ def data(tmp_path):
     return tmp_path
 
 
-def test_from_list_file(monkeypatch, data):
+def test_from_list_file(run, data):
     out = data / 'freq.json'
-    _run(monkeypatch, '--ann-file', str(data / 'train.txt'), '--classes',
-         str(data / 'classes.txt'), '--out', str(out))
+    run('--ann-file', str(data / 'train.txt'), '--classes',
+        str(data / 'classes.txt'), '--out', str(out))
     meta = load_class_freq_meta(str(out))
     assert meta['counts'] == [3, 1, 2]
     assert meta['classes'] == ['ant', 'bee', 'cow']
@@ -53,14 +49,14 @@ def test_from_list_file(monkeypatch, data):
     assert meta['source'].endswith('train.txt')
     # A class without image is an error naming it, unless allowed.
     with pytest.raises(ValueError, match=r"zero training images: 3"):
-        _run(monkeypatch, '--ann-file', str(data / 'train.txt'),
-             '--num-classes', '4', '--out', str(out))
-    _run(monkeypatch, '--ann-file', str(data / 'train.txt'), '--num-classes',
-         '4', '--allow-empty', '--out', str(out))
+        run('--ann-file', str(data / 'train.txt'), '--num-classes', '4',
+            '--out', str(out))
+    run('--ann-file', str(data / 'train.txt'), '--num-classes', '4',
+        '--allow-empty', '--out', str(out))
     assert load_class_freq(str(out), allow_zero=True).tolist() == [3, 1, 2, 0]
 
 
-def test_from_config_counts_what_the_dataset_yields(monkeypatch, data):
+def test_from_config_counts_what_the_dataset_yields(run, data):
     cfg = data / 'cfg.py'
     cfg.write_text(
         "custom_imports = dict(imports=['mmdisalign.cls'], "
@@ -71,11 +67,11 @@ def test_from_config_counts_what_the_dataset_yields(monkeypatch, data):
         "    ann_file='train.txt', classes=['ant', 'bee', 'cow'],\n"
         "    pipeline=[dict(type='LoadImageFromFile')]))\n")
     out = data / 'freq_cfg.json'
-    _run(monkeypatch, '--config', str(cfg), '--out', str(out))
+    run('--config', str(cfg), '--out', str(out))
     assert load_class_freq(str(out)).tolist() == [3, 1, 2]
     assert re.search(r'cfg\.py:train_dataloader$',
                      load_class_freq_meta(str(out))['source'])
     # A subset is counted as sampled (first 4 samples: 0, 2, 0, 1).
-    _run(monkeypatch, '--config', str(cfg), '--out', str(out),
-         '--cfg-options', 'train_dataloader.dataset.indices=4')
+    run('--config', str(cfg), '--out', str(out), '--cfg-options',
+        'train_dataloader.dataset.indices=4')
     assert load_class_freq(str(out)).tolist() == [2, 1, 1]

@@ -1,5 +1,4 @@
 """INaturalist2018: JSON annotations, checks, and the statistics tool."""
-import importlib.util
 import json
 import os.path as osp
 import sys
@@ -132,7 +131,7 @@ def test_class_with_zero_training_images(tmp_path):
     assert ds.class_counts.tolist() == [3, 0, 2]
 
 
-def test_class_freq_tool_from_config(tmp_path, monkeypatch):
+def test_class_freq_tool_from_config(tmp_path, monkeypatch, load_tool):
     _write(tmp_path, _ann())
     cfg = Config(
         dict(
@@ -146,11 +145,7 @@ def test_class_freq_tool_from_config(tmp_path, monkeypatch):
     cfg_path = str(tmp_path / 'inat_cfg.py')
     cfg.dump(cfg_path)
     out = str(tmp_path / 'freq.json')
-    spec = importlib.util.spec_from_file_location(
-        'class_freq_cls',
-        osp.join(REPO, 'tools', 'analysis_tools', 'class_freq_cls.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('analysis_tools/class_freq_cls')
     monkeypatch.setattr(sys, 'argv',
                         ['class_freq_cls.py', '--config', cfg_path, '--out',
                          out])

@@ -1,7 +1,6 @@
 """The toy LVIS-format set of Fashion-MNIST scenes, LVIS evaluation, and
 DisAlign end to end: stage 1 -> statistics tool -> stage 2 -> LVIS test,
 through the real mmengine Runner with the shipped toy configs."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -28,7 +27,6 @@ FMNIST = '/usr/share/datasets/fashion-mnist'
 TOY = osp.join(REPO, 'configs', 'det', 'fmnist')
 STAGE1 = osp.join(TOY, 'mask-rcnn_r18-w16_fpn_2k_fmnist-lvis.py')
 STAGE2 = osp.join(TOY, 'mask-rcnn_r18-w16_fpn_500_fmnist-lvis_disalign.py')
-TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'lvis_class_freq.py')
 THRESHOLD = 40
 
 pytestmark = pytest.mark.skipif(
@@ -222,13 +220,6 @@ def make_runner(path, overrides, name):
     return Runner.from_cfg(cfg)
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('lvis_class_freq', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(autouse=True)
 def clean_instances():
     yield
@@ -236,7 +227,7 @@ def clean_instances():
     Visualizer._instance_dict.clear()
 
 
-def test_stage1_stage2_lvis_end_to_end(toy, tmp_path):
+def test_stage1_stage2_lvis_end_to_end(toy, tmp_path, load_tool):
     root = toy['root']
     iters = 4
     # Stage 1: the toy variant of the shipped stage-1 config.
@@ -250,7 +241,8 @@ def test_stage1_stage2_lvis_end_to_end(toy, tmp_path):
         ckpt, map_location='cpu', weights_only=False)['state_dict']
 
     # The frequency file, written by the statistics tool.
-    assert load_tool().main([osp.join(root, FMNIST_LVIS_TRAIN)]) == 0
+    tool = load_tool('analysis_tools/lvis_class_freq')
+    assert tool.main([osp.join(root, FMNIST_LVIS_TRAIN)]) == 0
     freq = osp.join(root, 'annotations/lvis_fmnist_train_class_freq.json')
     assert load_json(freq)['counts'] == toy['stats']['image_count']
 

@@ -1,6 +1,5 @@
 """Per-category image / instance counts of LVIS / COCO files and the
 statistics tool."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -12,14 +11,6 @@ from mmdisalign.det.lvis_stats import (category_stats, frequency_group,
 from mmdisalign.utils.class_freq import load_class_freq, load_class_freq_meta
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOL = osp.join(REPO, 'tools', 'analysis_tools', 'lvis_class_freq.py')
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location('lvis_class_freq', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def coco_file(categories=None, annotations=None):
@@ -138,8 +129,8 @@ def test_write_class_freq_and_load(tmp_path):
         [3., 1., 3.])
 
 
-def test_tool(tmp_path, capsys):
-    tool = load_tool()
+def test_tool(tmp_path, capsys, load_tool):
+    tool = load_tool('analysis_tools/lvis_class_freq')
     data = coco_file()
     for cat in data['categories']:
         cat.update(image_count=5, instance_count=5, frequency='r')

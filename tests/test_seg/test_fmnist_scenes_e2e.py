@@ -1,7 +1,6 @@
 """Fashion-MNIST scenes: the builder, then stage 1 -> DisAlign stage 2 ->
 head / body / tail evaluation with the real mmseg Runner on the CPU."""
 import gzip
-import importlib.util
 import json
 import os.path as osp
 
@@ -36,17 +35,9 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _load_tool(name, path):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-scenes_tool = _load_tool('fmnist_ade_scenes',
-                         'tools/dataset_converters/fmnist_ade_scenes.py')
-freq_tool = _load_tool('seg_pixel_freq',
-                       'tools/analysis_tools/seg_pixel_freq.py')
+@pytest.fixture(scope='module')
+def scenes_tool(load_tool):
+    return load_tool('dataset_converters/fmnist_ade_scenes')
 
 
 def _write_idx(path, array):
@@ -69,14 +60,14 @@ def _fake_fmnist(folder, train_value, test_value):
     return str(folder)
 
 
-def test_class_prior():
+def test_class_prior(scenes_tool):
     prior = scenes_tool.class_prior(10, 1000.0)
     assert prior.sum() == pytest.approx(1.0)
     assert prior[0] / prior[-1] == pytest.approx(1000.0)
     assert prior[0] / prior[1] == pytest.approx(1000**(1 / 9))
 
 
-def test_builder_layout_sources_and_seed(tmp_path):
+def test_builder_layout_sources_and_seed(tmp_path, scenes_tool):
     fmnist = _fake_fmnist(tmp_path / 'fmnist', 200, 100)
     kwargs = dict(
         fmnist_dir=fmnist,
@@ -117,7 +108,7 @@ def test_builder_layout_sources_and_seed(tmp_path):
                 for n in names))
 
 
-def test_builder_rejects_bad_arguments(tmp_path):
+def test_builder_rejects_bad_arguments(tmp_path, scenes_tool):
     fmnist = _fake_fmnist(tmp_path / 'fmnist', 200, 100)
     with pytest.raises(ValueError, match='fit 28 \\* scale'):
         scenes_tool.build_fmnist_scenes(
@@ -159,14 +150,14 @@ def _toy_cfg(path, root, freq, work_dir, max_iters, **extra):
 
 
 @pytest.fixture(scope='module')
-def scenes(tmp_path_factory):
+def scenes(tmp_path_factory, scenes_tool, load_tool):
     if not osp.isdir(FMNIST_DIR):
         pytest.skip(f'Fashion-MNIST not installed in {FMNIST_DIR}')
     root = tmp_path_factory.mktemp('scenes')
     scenes_tool.build_fmnist_scenes(
         str(root), num_train=300, num_val=24, seed=0)
     freq = str(root / 'train_pixel_freq.json')
-    freq_tool.main([
+    load_tool('analysis_tools/seg_pixel_freq').main([
         STAGE1, freq, '--cfg-options',
         f'train_dataloader.dataset.data_root={root}'
     ])

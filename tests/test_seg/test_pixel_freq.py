@@ -1,5 +1,4 @@
 """Per-class pixel counts through mmseg datasets, and the CLI tool."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -27,13 +26,6 @@ MAPS = [
 
 class ThreeAnimals(BaseSegDataset):
     METAINFO = dict(classes=CLASSES, palette=[[1, 1, 1]] * 3)
-
-
-def _load_tool(name, path):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_set(root, maps, split='training'):
@@ -137,9 +129,8 @@ def _config(tmp_path, root, num_classes=3):
     return str(path)
 
 
-def test_tool_writes_the_frequency_file(tmp_path):
-    tool = _load_tool('seg_pixel_freq',
-                      'tools/analysis_tools/seg_pixel_freq.py')
+def test_tool_writes_the_frequency_file(tmp_path, load_tool):
+    tool = load_tool('analysis_tools/seg_pixel_freq')
     root = _write_set(tmp_path / 'data', MAPS)
     out = tmp_path / 'freq.json'
     tool.main([_config(tmp_path, root), str(out)])
@@ -158,9 +149,8 @@ def test_tool_writes_the_frequency_file(tmp_path):
         rtol=1e-6)
 
 
-def test_tool_class_that_never_occurs(tmp_path):
-    tool = _load_tool('seg_pixel_freq',
-                      'tools/analysis_tools/seg_pixel_freq.py')
+def test_tool_class_that_never_occurs(tmp_path, load_tool):
+    tool = load_tool('analysis_tools/seg_pixel_freq')
     maps = [np.array([[0, 1], [1, 3]], np.uint8)]  # no 'dog' (label 2)
     root = _write_set(tmp_path / 'data', maps)
     out = tmp_path / 'freq.json'
@@ -175,9 +165,8 @@ def test_tool_class_that_never_occurs(tmp_path):
     assert load_class_freq(str(out), allow_zero=True).tolist() == [2, 0, 1]
 
 
-def test_tool_checks_the_decode_head_classes(tmp_path):
-    tool = _load_tool('seg_pixel_freq',
-                      'tools/analysis_tools/seg_pixel_freq.py')
+def test_tool_checks_the_decode_head_classes(tmp_path, load_tool):
+    tool = load_tool('analysis_tools/seg_pixel_freq')
     root = _write_set(tmp_path / 'data', MAPS)
     with pytest.raises(
             ValueError,
