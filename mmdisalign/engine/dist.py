@@ -82,8 +82,8 @@ def cpu_model_wrapper_cfg(cfg) -> dict:
     wrapper_type = wrapper_cfg.get('type', 'MMDistributedDataParallel')
     if isinstance(wrapper_type, str):
         wrapper_type = MODEL_WRAPPERS.get(wrapper_type)
-    if isinstance(wrapper_type, type) and issubclass(
-            wrapper_type, DistributedDataParallel):
+    if isinstance(wrapper_type, type) and issubclass(wrapper_type,
+                                                     DistributedDataParallel):
         wrapper_cfg.setdefault('device_ids', None)
     cfg.model_wrapper_cfg = wrapper_cfg
     return cfg.model_wrapper_cfg

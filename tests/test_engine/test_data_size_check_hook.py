@@ -38,9 +38,10 @@ def test_data_size_check():
     hook.before_train(_fake_runner(2, train=2))  # no validation
     hook.before_test(_fake_runner(1, test=1))
     hook.before_test(_fake_runner(8, test=8))
-    with pytest.raises(ValueError,
-                       match='train_dataloader.dataset has 1 sample.*2 '
-                       'processes.*at most 1 processes'):
+    with pytest.raises(
+            ValueError,
+            match='train_dataloader.dataset has 1 sample.*2 '
+            'processes.*at most 1 processes'):
         hook.before_train(_fake_runner(2, train=1, val=10))
     with pytest.raises(ValueError, match='test_dataloader.dataset has 3'):
         hook.before_test(_fake_runner(4, test=3))
@@ -88,6 +89,5 @@ def test_empty_train_set_stops_the_runner(tmp_path):
         default_hooks=dict(checkpoint=None),
         custom_hooks=[dict(type='DataSizeCheckHook')],
         experiment_name=f'size_check_{uuid.uuid4().hex}')
-    with pytest.raises(ValueError,
-                       match='train_dataloader.dataset is empty'):
+    with pytest.raises(ValueError, match='train_dataloader.dataset is empty'):
         runner.train()

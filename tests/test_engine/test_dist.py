@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from mmengine.config import Config
 
 from mmdisalign.engine.dist import cpu_model_wrapper_cfg, setup_cpu_dist
