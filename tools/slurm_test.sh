@@ -1,18 +1,37 @@
 #!/usr/bin/env bash
-# Test a checkpoint on a SLURM cluster: srun starts one process per GPU.
-#
-#   [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
-#       bash tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT \
-#       [test.py options]
-#
-# PORT sets the master port (default 29500); GRES the generic resources
-# requested per node (default gpu:$GPUS_PER_NODE; GRES= on CPU-only nodes,
-# where the processes talk through gloo). PYTHON picks the interpreter.
-. "$(dirname "$0")/_dist_common.sh"
+# [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
+#     bash tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT \
+#     [test.py options]
+# Settings as in tools/slurm_train.sh.
+
+if [ $# -lt 4 ]; then
+    echo "Usage: $0 PARTITION JOB_NAME CONFIG CHECKPOINT" \
+        "[tools/test.py options]" >&2
+    exit 2
+fi
 set -x
 
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3
 CHECKPOINT=$4
-slurm_launch test.py "${CONFIG}" "${CHECKPOINT}" --launcher=slurm "${@:5}"
+GPUS=${GPUS:-8}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+GRES=${GRES-gpu:${GPUS_PER_NODE}}
+SRUN_ARGS=${SRUN_ARGS:-""}
+if [ -n "$PORT" ]; then
+    export MASTER_PORT=$PORT
+fi
+
+PYTHONPATH="$(dirname $0)/..":$PYTHONPATH \
+srun -p ${PARTITION} \
+    --job-name=${JOB_NAME} \
+    ${GRES:+--gres=${GRES}} \
+    --ntasks=${GPUS} \
+    --ntasks-per-node=${GPUS_PER_NODE} \
+    --cpus-per-task=${CPUS_PER_TASK} \
+    --kill-on-bad-exit=1 \
+    ${SRUN_ARGS} \
+    ${PYTHON:-python} -u "$(dirname "$0")"/test.py "$CONFIG" "$CHECKPOINT" \
+    --launcher=slurm "${@:5}"

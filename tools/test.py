@@ -18,19 +18,21 @@ The command line of the upstream ``tools/test.py`` scripts::
   ``save_dir``.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
 from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 try:
-    import mmdisalign  # noqa: F401
+    import mmdisalign
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import mmdisalign  # noqa: F401
-from mmdisalign.launch import (add_launcher_args, build_runner,
-                               set_local_rank_env, setup_distributed,
-                               teardown_distributed)
+    import mmdisalign
+from mmdisalign.engine.dist import setup_cpu_dist
+from mmdisalign.engine.hooks import DataSizeCheckHook
 
 PICKLE_SUFFIXES = ('.pkl', '.pickle')
 
@@ -69,9 +71,17 @@ def parse_args(argv=None):
         action=DictAction,
         help='override settings of the config, as key=value pairs merged '
         'into it, e.g. test_dataloader.batch_size=4')
-    add_launcher_args(parser)
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or
+    # --local_rank; torchrun exports LOCAL_RANK instead.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
-    set_local_rank_env(args.local_rank)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 
@@ -164,13 +174,17 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
-    own_group = setup_distributed(cfg, args.launcher)
-    runner = build_runner(cfg)
+    setup_cpu_dist(cfg)
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    runner.register_hook(DataSizeCheckHook())
+    runner.logger.info(f'mmdisalign {mmdisalign.__version__} from '
+                       f'{osp.dirname(osp.abspath(mmdisalign.__file__))}')
     if args.out is not None:
         _add_dump_metric(runner, cfg, args.out)
-    metrics = runner.test()
-    teardown_distributed(own_group)
-    return metrics
+    return runner.test()
 
 
 if __name__ == '__main__':

@@ -9,7 +9,7 @@ The command line of the upstream ``tools/train.py`` scripts::
 
 Several processes: ``tools/dist_train.sh`` (torchrun) or
 ``tools/slurm_train.sh`` (srun); both also work on a CPU-only machine,
-where the processes talk through gloo (see :mod:`mmdisalign.launch`).
+where the processes talk through gloo (see :mod:`mmdisalign.engine.dist`).
 
 ``--resume`` without a checkpoint resumes from the latest checkpoint of the
 work dir; when there is none yet, the run starts from ``load_from`` (the
@@ -17,21 +17,22 @@ stage-1 checkpoint of a DisAlign stage 2) instead of from nothing, so the
 same command can start and restart a preemptible job.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
-from mmengine.runner import find_latest_checkpoint
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner, find_latest_checkpoint
 
 try:
-    import mmdisalign  # noqa: F401
+    import mmdisalign
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import mmdisalign  # noqa: F401
-from mmdisalign.launch import (add_launcher_args, build_runner, cpu_only,
-                               set_local_rank_env, setup_distributed,
-                               teardown_distributed)
+    import mmdisalign
+from mmdisalign.engine.dist import setup_cpu_dist
+from mmdisalign.engine.hooks import DataSizeCheckHook
 
 
 def parse_args(argv=None):
@@ -72,9 +73,17 @@ def parse_args(argv=None):
         action=DictAction,
         help='override settings of the config, as key=value pairs merged '
         'into it, e.g. train_cfg.max_epochs=2 or key="[a,b]" for lists')
-    add_launcher_args(parser)
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch >= 2.0) or
+    # --local_rank; torchrun exports LOCAL_RANK instead.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
-    set_local_rank_env(args.local_rank)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 
@@ -88,11 +97,6 @@ def _set_work_dir(cfg, args):
 
 
 def _set_amp(cfg):
-    if cpu_only():
-        raise ValueError(
-            '--amp needs a GPU (or NPU, MLU, MUSA): mmengine\'s '
-            'AmpOptimWrapper does not train on the CPU. Leave --amp out on '
-            'this machine.')
     optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if optim_type == 'AmpOptimWrapper':
         print_log('AMP is already enabled in the config.', logger='current')
@@ -164,10 +168,15 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
-    own_group = setup_distributed(cfg, args.launcher)
-    runner = build_runner(cfg)
+    setup_cpu_dist(cfg)
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    runner.register_hook(DataSizeCheckHook())
+    runner.logger.info(f'mmdisalign {mmdisalign.__version__} from '
+                       f'{osp.dirname(osp.abspath(mmdisalign.__file__))}')
     runner.train()
-    teardown_distributed(own_group)
     return runner
 
 

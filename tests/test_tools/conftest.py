@@ -386,8 +386,10 @@ def assert_stage2_result(probe, stage1_ckpt, iters=ITERS,
 
 def free_port():
     """A port that is free now."""
-    from mmdisalign.launch import find_free_port
-    return find_free_port()
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('', 0))
+        return sock.getsockname()[1]
 
 
 def probes(work_dir, world_size):
@@ -437,7 +439,7 @@ def cls_single_test(session_dir, cls_stage2_config, cls_single):
     return ckpt, predictions(out), metrics
 
 
-#: Stand-in for SLURM's srun (test_dist_slurm.py, test_dist_srun_nodes.py).
+#: Stand-in for SLURM's srun (test_dist_slurm.py).
 FAKE_SRUN = '''\
 #!{python}
 """Stand-in for srun: starts the tasks locally with SLURM's variables."""
@@ -513,12 +515,19 @@ sys.exit(next((c for c in codes if c), 0))
 '''
 
 
+#: Stand-in for ``scontrol show hostname LIST`` (a list without brackets).
+FAKE_SCONTROL = '#!/bin/sh\necho "$3" | tr , "\\n"\n'
+
+
 @pytest.fixture
 def fake_srun(tmp_path):
-    """A folder with the stand-in ``srun`` (no ``scontrol``) and its log."""
+    """A folder with the stand-ins ``srun`` and ``scontrol``, and the log of
+    ``srun``."""
     bin_dir = tmp_path / 'bin'
-    srun = write(bin_dir / 'srun', FAKE_SRUN.format(python=PYTHON))
-    srun.chmod(srun.stat().st_mode | stat.S_IXUSR)
+    write(bin_dir / 'srun', FAKE_SRUN.format(python=PYTHON))
+    write(bin_dir / 'scontrol', FAKE_SCONTROL)
+    for tool in bin_dir.iterdir():
+        tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
     return bin_dir, tmp_path / 'srun.log'
 
 

@@ -10,6 +10,8 @@ test_dist_torchrun.py.
 """
 import json
 
+import pytest
+
 
 def test_slurm_train_with_stand_in_srun(h, tmp_path, probe_dir, fake_srun,
                                         cls_stage1, cls_stage2_config,
@@ -81,3 +83,20 @@ def test_slurm_test_matches_single(h, tmp_path, probe_dir, fake_srun,
     assert slurm.keys() == single.keys()
     assert max((slurm[k] - single[k]).abs().max().item() for k in single) \
         < h.ATOL
+
+
+@pytest.mark.parametrize('args', [
+    ['slurm_train.sh'],
+    ['slurm_train.sh', 'debug', 'disalign'],
+    ['slurm_test.sh', 'debug', 'disalign-test', 'x.py'],
+])
+def test_slurm_scripts_print_usage(h, tmp_path, fake_srun, args):
+    """Missing arguments: a usage line and exit status 2; srun never runs."""
+    bin_dir, log = fake_srun
+    env = h.tool_env(tmp_path, FAKE_SRUN_LOG=log)
+    env['PATH'] = f'{bin_dir}:{env["PATH"]}'
+    proc = h.run(['bash', h.TOOLS / args[0], *args[1:]], env, tmp_path)
+    assert proc.returncode == 2
+    assert proc.stdout.startswith(f'Usage: {h.TOOLS / args[0]} PARTITION '
+                                  'JOB_NAME CONFIG')
+    assert not log.exists()

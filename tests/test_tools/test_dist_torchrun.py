@@ -14,8 +14,7 @@ must end
   average of the two processes' gradients is the full-batch gradient;
 - with the frozen part exactly the stage-1 weights.
 """
-import socket
-import time
+import pytest
 
 
 def test_dist_train_two_processes(h, tmp_path, probe_dir, cls_stage1,
@@ -55,20 +54,17 @@ def test_dist_test_matches_single(h, tmp_path, probe_dir, cls_stage2_config,
         < h.ATOL
 
 
-def test_dist_train_port_in_use(h, tmp_path, probe_dir, cls_stage2_config):
-    """A taken PORT stops tools/dist_train.sh before torchrun starts."""
-    with socket.socket() as busy:
-        busy.bind(('', 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        start = time.time()
-        proc = h.run(
-            ['bash', h.TOOLS / 'dist_train.sh', cls_stage2_config, 2],
-            h.tool_env(probe_dir, PORT=port),
-            tmp_path,
-            timeout=60)
-    assert proc.returncode != 0
-    assert time.time() - start < 30
-    assert f'Master port {port} is already in use' in proc.stdout
-    assert 'PORT=' in proc.stdout
-    assert 'torch.distributed.run' not in proc.stdout
+@pytest.mark.parametrize('args, message', [
+    (['dist_train.sh', 'x.py'], 'Usage: '),
+    (['dist_train.sh', 'x.py', '0'], "positive integer, got '0'"),
+    (['dist_test.sh', 'x.py', 'k.pth'], 'Usage: '),
+    (['dist_test.sh', 'x.py', 'k.pth', 'two'], "positive integer, got 'two'"),
+])
+def test_dist_scripts_check_arguments(h, tmp_path, args, message):
+    """Missing arguments or a GPUS that is not a number of processes stop
+    the script with a message, before torchrun starts."""
+    proc = h.run(['bash', h.TOOLS / args[0], *args[1:]],
+                 h.tool_env(tmp_path), tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stdout
+    assert 'Traceback' not in proc.stdout

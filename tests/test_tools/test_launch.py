@@ -1,241 +1,21 @@
-"""mmdisalign.launch: SLURM/MPI variables, ports, CPU DDP, data-size check,
-and the command line of tools/train.py and tools/test.py."""
+"""The command line of tools/train.py and tools/test.py: --launcher,
+--local-rank, and how the options change the config."""
 import os
-import socket
-import stat
-import subprocess
-import sys
-import types
 
 import pytest
+import torch
 from mmengine.config import Config
-
-from mmdisalign import launch
-from mmdisalign.launch import (LaunchError, check_num_samples,
-                               check_port_free, cpu_model_wrapper_cfg,
-                               first_host, mpi_env, parse_first_host,
-                               port_in_use, setup_distributed, slurm_env)
-
-DIST_VARS = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR',
-             'MASTER_PORT')
 
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    """No launcher variables in os.environ; the whole environment is
-    restored afterwards (setup_distributed exports variables itself)."""
+    """No LOCAL_RANK in os.environ; the whole environment is restored
+    afterwards (the tools export LOCAL_RANK themselves)."""
     saved = dict(os.environ)
-    for name in list(os.environ):
-        if name in DIST_VARS or name.startswith(('SLURM_', 'OMPI_')):
-            monkeypatch.delenv(name)
+    monkeypatch.delenv('LOCAL_RANK', raising=False)
     yield monkeypatch
     os.environ.clear()
     os.environ.update(saved)
-
-
-@pytest.mark.parametrize('nodelist, first', [
-    ('node7', 'node7'),
-    ('a01,b02', 'a01'),
-    ('cn[003-005,009],gpu1', 'cn003'),
-    ('cn[009,003-005]', 'cn009'),
-    ('gpu-[1-4]', 'gpu-1'),
-    ('rack[1-2]-n[04-05]', 'rack1-n04'),
-    ('127.0.0.[1-2]', '127.0.0.1'),
-    (' host ', 'host'),
-])
-def test_parse_first_host(nodelist, first):
-    assert parse_first_host(nodelist) == first
-
-
-@pytest.mark.parametrize('nodelist', ['', '   ', 'cn[1-2', 'cn]1', ',a',
-                                      'cn[]'])
-def test_parse_first_host_rejects(nodelist):
-    with pytest.raises(ValueError, match='SLURM node list'):
-        parse_first_host(nodelist)
-
-
-def test_first_host_prefers_scontrol(tmp_path, monkeypatch):
-    fake = tmp_path / 'scontrol'
-    fake.write_text('#!/bin/sh\n[ "$1 $2" = "show hostnames" ] || exit 3\n'
-                    'echo expanded-$3\necho second\n')
-    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv('PATH', f'{tmp_path}:{os.environ["PATH"]}')
-    assert first_host('cn[1-2]') == 'expanded-cn[1-2]'
-    fake.write_text('#!/bin/sh\nexit 1\n')  # broken scontrol: the parser
-    assert first_host('cn[1-2]') == 'cn1'
-
-
-def test_slurm_env(clean_env):
-    env = dict(
-        SLURM_PROCID='3',
-        SLURM_NTASKS='4',
-        SLURM_LOCALID='1',
-        SLURM_NODELIST='job[1-9]',
-        SLURM_STEP_NODELIST='step[5-6]')
-    assert slurm_env(env) == dict(
-        RANK='3',
-        WORLD_SIZE='4',
-        LOCAL_RANK='1',
-        MASTER_PORT='29500',
-        MASTER_ADDR='step5')
-    env.update(MASTER_ADDR='10.0.0.1', MASTER_PORT='1234')
-    assert slurm_env(env)['MASTER_ADDR'] == '10.0.0.1'
-    assert slurm_env(env)['MASTER_PORT'] == '1234'
-    assert slurm_env(env, port=4321)['MASTER_PORT'] == '4321'
-    del env['SLURM_STEP_NODELIST'], env['MASTER_ADDR']
-    assert slurm_env(env)['MASTER_ADDR'] == 'job1'
-    with pytest.raises(LaunchError, match='SLURM_LOCALID'):
-        slurm_env({k: v for k, v in env.items() if k != 'SLURM_LOCALID'})
-    with pytest.raises(LaunchError, match='SLURM_PROCID=4 is not below'):
-        slurm_env(dict(env, SLURM_PROCID='4'))
-    with pytest.raises(LaunchError, match="SLURM_NTASKS='x'"):
-        slurm_env(dict(env, SLURM_NTASKS='x'))
-    with pytest.raises(LaunchError, match='node list'):
-        slurm_env({k: v for k, v in env.items() if 'NODELIST' not in k})
-    with pytest.raises(ValueError, match='Invalid port'):
-        slurm_env(env, port=70000)
-
-
-def test_mpi_env():
-    env = dict(
-        OMPI_COMM_WORLD_RANK='2',
-        OMPI_COMM_WORLD_SIZE='8',
-        OMPI_COMM_WORLD_LOCAL_RANK='2',
-        MASTER_ADDR='h0')
-    assert mpi_env(env) == dict(
-        RANK='2',
-        WORLD_SIZE='8',
-        LOCAL_RANK='2',
-        MASTER_PORT='29500',
-        MASTER_ADDR='h0')
-    with pytest.raises(LaunchError, match='MASTER_ADDR'):
-        mpi_env({k: v for k, v in env.items() if k != 'MASTER_ADDR'})
-
-
-def test_port_checks():
-    with socket.socket() as busy:
-        busy.bind(('', 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        assert port_in_use(port)
-        with pytest.raises(LaunchError,
-                           match=f'Master port {port} is already in use.*'
-                           r'MASTER_PORT=\d+'):
-            check_port_free(port, variable='MASTER_PORT')
-    assert not port_in_use(port)
-    check_port_free(port)
-    with pytest.raises(ValueError, match='Invalid port'):
-        check_port_free('http')
-
-
-def test_launch_file_runs_without_torch(tmp_path):
-    """The shell launchers run mmdisalign/launch.py as a file: it must not
-    import torch, and must answer both commands."""
-    path = launch.__file__
-    code = ('import runpy, sys; sys.argv = ["launch.py", "first-host", '
-            '"cn[07-09]"]\ntry:\n    runpy.run_path(%r, run_name="__main__")'
-            '\nexcept SystemExit as e:\n    assert e.code == 0\n'
-            'assert "torch" not in sys.modules, "torch imported"\n' % path)
-    out = subprocess.run([sys.executable, '-c', code],
-                         capture_output=True,
-                         text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == 'cn07'
-    with socket.socket() as busy:
-        busy.bind(('', 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        out = subprocess.run(
-            [sys.executable, path, 'check-port',
-             str(port)],
-            capture_output=True,
-            text=True)
-    assert out.returncode == 1
-    assert f'Error: Master port {port} is already in use' in out.stderr
-
-
-def test_cpu_model_wrapper_cfg():
-    cfg = Config(dict(find_unused_parameters=True))
-    assert cpu_model_wrapper_cfg(cfg) == dict(
-        type='MMDistributedDataParallel',
-        device_ids=None,
-        broadcast_buffers=False,
-        find_unused_parameters=True)
-    cfg = Config(
-        dict(model_wrapper_cfg=dict(type='MMDistributedDataParallel')))
-    assert cpu_model_wrapper_cfg(cfg)['device_ids'] is None
-    cfg = Config(
-        dict(model_wrapper_cfg=dict(type='MMSeparateDistributedDataParallel'))
-    )  # a DDP subclass that passes device_ids on to its inner wrappers
-    assert cpu_model_wrapper_cfg(cfg)['device_ids'] is None
-    cfg = Config(dict(model_wrapper_cfg=dict(device_ids=[0])))  # explicit
-    assert cpu_model_wrapper_cfg(cfg)['device_ids'] == [0]
-    cfg = Config(dict(model_wrapper_cfg=dict(type='NotADDPWrapper')))
-    assert 'device_ids' not in cpu_model_wrapper_cfg(cfg)
-
-
-def test_setup_distributed_checks_the_launch(clean_env):
-    cfg = Config(dict())
-    assert setup_distributed(cfg, 'none') is False
-    clean_env.setenv('WORLD_SIZE', '2')
-    with pytest.raises(LaunchError, match='WORLD_SIZE=2.*--launcher pytorch'):
-        setup_distributed(cfg, 'none')
-    clean_env.setenv('RANK', '0')
-    with pytest.raises(LaunchError,
-                       match='MASTER_ADDR, MASTER_PORT are not set'):
-        setup_distributed(cfg, 'pytorch')
-    with pytest.raises(ValueError, match='Unknown launcher'):
-        setup_distributed(cfg, 'torchrun')
-    with pytest.raises(LaunchError, match='SLURM_PROCID'):
-        setup_distributed(cfg, 'slurm')
-
-
-def test_setup_distributed_slurm_rank0_checks_port(clean_env):
-    with socket.socket() as busy:
-        busy.bind(('', 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        for name, value in dict(
-                SLURM_PROCID='0',
-                SLURM_NTASKS='2',
-                SLURM_LOCALID='0',
-                SLURM_NODELIST='localhost').items():
-            clean_env.setenv(name, value)
-        cfg = Config(dict(env_cfg=dict(dist_cfg=dict(port=port))))
-        with pytest.raises(LaunchError, match=f'{port} is already in use'):
-            setup_distributed(cfg, 'slurm')
-    # The variables were exported before the check, as mmengine does.
-    assert os.environ['RANK'] == '0' and os.environ['WORLD_SIZE'] == '2'
-    assert os.environ['MASTER_ADDR'] == 'localhost'
-    assert os.environ['MASTER_PORT'] == str(port)
-
-
-def _fake_runner(world_size, **lengths):
-    runner = types.SimpleNamespace(world_size=world_size)
-    for name in ('train', 'val', 'test'):
-        loop = {}  # a loop that is not built yet is a dict
-        if name in lengths:
-            loop = types.SimpleNamespace(
-                dataloader=types.SimpleNamespace(dataset=[0] *
-                                                 lengths[name]))
-        setattr(runner, f'_{name}_loop', loop)
-    return runner
-
-
-def test_data_size_check():
-    hook = launch.DataSizeCheckHook()
-    assert hook.priority == 'VERY_HIGH'
-    hook.before_run(_fake_runner(2, train=2, val=5))
-    hook.before_run(_fake_runner(1, test=1))
-    with pytest.raises(ValueError,
-                       match='train_dataloader.dataset has 1 sample.*2 '
-                       'processes.*at most 1 processes'):
-        hook.before_run(_fake_runner(2, train=1, val=10))
-    with pytest.raises(ValueError, match='test_dataloader.dataset has 3'):
-        hook.before_run(_fake_runner(4, test=3))
-    with pytest.raises(ValueError, match='val_dataloader.dataset is empty'):
-        hook.before_run(_fake_runner(1, train=5, val=0))
-    check_num_samples(8, 8, 'x')
 
 
 def test_local_rank_arguments(h, clean_env):
@@ -302,8 +82,21 @@ def test_train_merge_args(h, tmp_path):
     assert out.auto_scale_lr.enable is True
 
     args = train.parse_args(['x.py', '--amp'])
-    with pytest.raises(ValueError, match='--amp needs a GPU'):
-        train.merge_args(Config(dict(optim_wrapper=dict())), args)
+    out = train.merge_args(Config(dict(optim_wrapper=dict())), args)
+    assert out.optim_wrapper == dict(
+        type='AmpOptimWrapper', loss_scale='dynamic')
+    if not torch.cuda.is_available():
+        # mmengine stops --amp on a CPU when the Runner builds the wrapper.
+        from mmengine.optim import build_optim_wrapper
+        with pytest.raises(AssertionError, match='only available training '
+                           'on gpu'):
+            build_optim_wrapper(
+                torch.nn.Linear(1, 1),
+                dict(type='AmpOptimWrapper',
+                     optimizer=dict(type='SGD', lr=0.1)))
+    with pytest.raises(ValueError, match='the config uses .*MyWrapper'):
+        train.merge_args(Config(dict(optim_wrapper=dict(type='MyWrapper'))),
+                         args)
 
 
 def test_test_merge_args(h):

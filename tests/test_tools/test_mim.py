@@ -55,7 +55,7 @@ def test_wheel_contents(h, wheel):
                  'tools/dist_test.sh', 'tools/slurm_train.sh',
                  'tools/slurm_test.sh', str(stage2)):
         assert f'mmdisalign/.mim/{name}' in names, name
-    assert 'mmdisalign/launch.py' in names
+    assert 'mmdisalign/engine/dist.py' in names
     shipped = {
         str(p.relative_to(h.REPO))
         for p in (h.REPO / 'configs').rglob('*.py')
@@ -141,10 +141,9 @@ def test_mim_train_pytorch_launcher(h, tmp_path, installed, fmnist_lt,
     """``--launcher pytorch --gpus 2``: mim runs the deprecated
     ``torch.distributed.launch``, which passes ``--local-rank=N`` to
     train.py; on the CPU the two processes use gloo."""
-    from mmdisalign.launch import find_free_port
     out = mim_train(h, installed, tmp_path, fmnist_lt, cls_stage1,
                     '--launcher', 'pytorch', '--gpus', '2', '--port',
-                    str(find_free_port()), batch=8)
+                    str(h.free_port()), batch=8)
     assert '-m torch.distributed.launch --nproc_per_node=2' in out
     assert 'Distributed training: True' in out
     assert 'rebuilt the MMDistributedDataParallel wrapper' in out
