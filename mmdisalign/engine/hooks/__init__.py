@@ -1,4 +1,10 @@
 """Hooks of mmdisalign, registered in mmengine's root ``HOOKS``."""
 from .freeze_hook import DisAlignFreezeHook
+from .stage2_fastpath_hook import (DisAlignStage2FastPathHook,
+                                   disable_stage2_fastpath,
+                                   enable_stage2_fastpath)
 
-__all__ = ['DisAlignFreezeHook']
+__all__ = [
+    'DisAlignFreezeHook', 'DisAlignStage2FastPathHook',
+    'enable_stage2_fastpath', 'disable_stage2_fastpath'
+]
