@@ -34,8 +34,8 @@ def checkpoint_shapes(checkpoint: Mapping[str, Any]) -> Dict[str, Shape]:
 
 def _listed(names: List[str]) -> str:
     more = len(names) - MAX_LISTED
-    return ', '.join(names[:MAX_LISTED]) + (f', ... ({more} more)'
-                                            if more > 0 else '')
+    return ', '.join(
+        names[:MAX_LISTED]) + (f', ... ({more} more)' if more > 0 else '')
 
 
 def check_stage1_weights(

@@ -127,6 +127,18 @@ class BaseCalibration(BaseModule):
         """Return ``(alpha, beta, sigma)`` for :meth:`calibrate`."""
         raise NotImplementedError
 
+    def reset_calibration(self) -> None:
+        """(Re)apply the built-in initialisation (none here)."""
+
+    def init_weights(self) -> None:
+        """Initialise; the first call re-applies :meth:`reset_calibration`
+        (a parent's ``init_cfg`` reaches this module first) unless this
+        module has its own ``init_cfg``."""
+        first_call = not self.is_init
+        super().init_weights()
+        if first_call and not self.init_cfg:
+            self.reset_calibration()
+
     def forward(self,
                 logits: Tensor,
                 feats: Optional[Tensor] = None,
@@ -158,8 +170,7 @@ class BaseCalibration(BaseModule):
                 f'{type(self).__name__} expected {self.num_logits} logit '
                 f'columns{extra} on dim 1, but got {logits.shape[1]} '
                 f'(logits shape {tuple(logits.shape)})')
-        return self.calibrate(logits, *self.get_terms(logits, feats,
-                                                      **kwargs))
+        return self.calibrate(logits, *self.get_terms(logits, feats, **kwargs))
 
     def extra_repr(self) -> str:
         s = f'num_classes={self.num_classes}'
@@ -178,21 +189,14 @@ class DisAlignCalibration(BaseCalibration):
     norm and/or activation, ``confidence`` is an ``nn.Sequential`` of
     ``fc``/``conv`` (no bias when normed), the norm and ``activate``.
 
-    ``init_mode``:
+    ``init_mode='identity'``: ``alpha = beta = 0``, confidence weight
+    N(0, 0.01) and bias 0, or with a norm Kaiming-normal (fan_out) as mmcv's
+    ConvModule and the norm weight 1, bias 0. ``'reference_cls'``:
+    ``alpha = 1``, ``beta = 0``, confidence weight 0.1, default bias.
 
-    - ``'identity'`` (paper, reference detection and segmentation):
-      ``alpha = beta = 0``. Confidence weight ~ N(0, 0.01), bias 0; with a
-      norm (reference segmentation: conv -> BN -> ReLU) Kaiming-normal
-      (fan_out) as mmcv's ConvModule, the norm weight 1 and bias 0.
-    - ``'reference_cls'`` (reference classification head): ``alpha = 1``,
-      ``beta = 0``, confidence weight 0.1, bias PyTorch's default.
-
-    The first :meth:`init_weights` call re-applies this initialisation
-    (unless this module has its own ``init_cfg``), so a parent's
-    ``init_cfg`` does not overwrite it.
+    See docs/calibration.md for the reference each mode reproduces.
 
     Args:
-        num_classes (int): Number of calibrated classes ``K``.
         in_channels (int): Channels ``C`` of the feature.
         dense (bool): ``(N, C, H, W)`` inputs and a 1x1 conv.
             Defaults to False.
@@ -205,17 +209,14 @@ class DisAlignCalibration(BaseCalibration):
             Defaults to None.
         confidence_act_cfg (dict, optional): mmcv activation after the norm.
             Defaults to None.
-        uncalibrated_columns (Sequence[int]): See :class:`BaseCalibration`.
-            Defaults to ().
         alpha_init (float, optional): Overrides the mode's alpha.
             Defaults to None.
         beta_init (float, optional): Overrides the mode's beta.
             Defaults to None.
         confidence_init (dict, optional): mmengine weight-init config of
             the confidence layer instead of the mode's. Defaults to None.
-        init_cfg (dict | list[dict], optional): Applied by
-            :meth:`init_weights` instead of the built-in init.
-            Defaults to None.
+        Others: see :class:`BaseCalibration`; an ``init_cfg`` replaces
+            the built-in initialisation.
     """
 
     init_modes = ('identity', 'reference_cls')
@@ -322,13 +323,6 @@ class DisAlignCalibration(BaseCalibration):
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
 
-    def init_weights(self) -> None:
-        """Initialise; keeps the calibration init on the first call."""
-        first_call = not self._is_init
-        super().init_weights()
-        if first_call and not self.init_cfg:
-            self.reset_calibration()
-
     def _check_feats(self, logits: Tensor, feats: Optional[Tensor]) -> None:
         """Shape checks where torch would broadcast silently."""
         name = type(self).__name__
@@ -379,12 +373,8 @@ class LWSCalibration(BaseCalibration):
     """Learnable weight scaling: ``zhat_j = (1 + alpha_j) * z_j``.
 
     Args:
-        num_classes (int): Number of calibrated classes ``K``.
-        uncalibrated_columns (Sequence[int]): See :class:`BaseCalibration`.
-            Defaults to ().
         alpha_init (float): Initial magnitude offset. Defaults to 0.
-        init_cfg (dict | list[dict], optional): mmengine init config.
-            Defaults to None.
+        Others: see :class:`BaseCalibration`.
     """
 
     def __init__(self,
@@ -396,13 +386,9 @@ class LWSCalibration(BaseCalibration):
         self.alpha_init = _finite('alpha_init', alpha_init)
         self.alpha = nn.Parameter(torch.full((num_classes, ), self.alpha_init))
 
-    def init_weights(self) -> None:
-        """Initialise; keeps ``alpha = alpha_init`` on the first call."""
-        first_call = not self._is_init
-        super().init_weights()
-        if first_call and not self.init_cfg:
-            with torch.no_grad():
-                self.alpha.fill_(self.alpha_init)
+    @torch.no_grad()
+    def reset_calibration(self) -> None:
+        self.alpha.fill_(self.alpha_init)
 
     def get_terms(self, logits: Tensor, feats: Optional[Tensor],
                   **kwargs) -> CalibTerms:
@@ -418,12 +404,8 @@ class TauNormCalibration(BaseCalibration):
     A classifier bias is scaled together with ``W x``.
 
     Args:
-        num_classes (int): Number of calibrated classes ``K``.
         tau (float): The exponent. Defaults to 1.0.
-        uncalibrated_columns (Sequence[int]): See :class:`BaseCalibration`.
-            Defaults to ().
-        init_cfg (dict | list[dict], optional): mmengine init config.
-            Defaults to None.
+        Others: see :class:`BaseCalibration`.
     """
 
     def __init__(self,
@@ -489,17 +471,13 @@ class LogitAdjustCalibration(BaseCalibration):
     non-persistent buffer (not in checkpoints).
 
     Args:
-        num_classes (int): Number of calibrated classes ``K``.
         class_freq (list | str): Per-class counts of the calibrated classes
-            or a class-frequency file (see
-            :func:`mmdisalign.utils.load_class_freq`).
+            or a class-frequency file, as
+            :func:`~mmdisalign.utils.load_class_freq` reads them.
         tau (float): The adjustment strength. Defaults to 1.0.
-        uncalibrated_columns (Sequence[int]): See :class:`BaseCalibration`.
-            Defaults to ().
         class_freq_key (str): The list read from a file.
             Defaults to 'counts'.
-        init_cfg (dict | list[dict], optional): mmengine init config.
-            Defaults to None.
+        Others: see :class:`BaseCalibration`.
     """
 
     def __init__(self,

@@ -1,22 +1,10 @@
 """Per-class training frequencies: the JSON file format and GRW weights.
 
-Every statistics tool writes the same JSON object through
-:func:`save_class_freq` (one key per line)::
-
-    {
-      "format": "mmdisalign.class_freq",
-      "version": 1,
-      "num_classes": 3,
-      "count_type": "images",
-      "classes": ["cat", "dog", "bag"],
-      "counts": [100, 10, 1],
-      "source": "data/imagenet_lt/ImageNet_LT_train.txt",
-      "instance_count": [130, 12, 1]
-    }
-
-``counts`` is read by default; any other per-class list (``image_count``,
-``instance_count``, ...) can be chosen with ``key=``. Other extra keys are
-kept and returned by :func:`load_class_freq_meta`.
+Every statistics tool writes one JSON object through
+:func:`save_class_freq`: ``format``, ``version``, ``num_classes``,
+``count_type``, ``classes``, ``counts`` (read by default), ``source`` and
+any extra keys, e.g. other per-class lists (``instance_count``) that
+``key=`` selects. See docs/grw_loss.md.
 """
 import json
 import math
@@ -71,8 +59,7 @@ def _to_counts(values: Any,
                             f'got an array of dtype {values.dtype}')
     elif isinstance(values, (list, tuple)):
         for index, value in enumerate(values):
-            if isinstance(value, bool) or not isinstance(
-                    value, numbers.Real):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(
                     f'{what}{_where(source)} must hold real numbers, but '
                     f'entry {index} is {value!r} '
@@ -126,10 +113,8 @@ def save_class_freq(path: PathType,
                     count_type: str = 'images',
                     source: Optional[str] = None,
                     extra: Optional[Dict[str, Any]] = None) -> dict:
-    """Write per-class frequencies in the mmdisalign JSON format.
-
-    Written atomically (a temporary file renamed into place), the parent
-    folder created. Zero counts are recorded (the loader rejects them
+    """Write per-class frequencies in the mmdisalign JSON format, one key
+    per line, atomically. Zero counts are recorded (the loader rejects them
     unless ``allow_zero=True``).
 
     Args:
@@ -218,8 +203,9 @@ def load_class_freq_meta(path: PathType) -> dict:
         ' (write it with the statistics tools in tools/, see '
         'docs/grw_loss.md)')
     if not isinstance(data, dict) or data.get('format') != CLASS_FREQ_FORMAT:
-        found = data.get('format') if isinstance(
-            data, dict) else type(data).__name__
+        found = type(data).__name__
+        if isinstance(data, dict):
+            found = data.get('format')
         raise ValueError(f'{path} is not a class-frequency file: expected a '
                          f'JSON object with "format": '
                          f'"{CLASS_FREQ_FORMAT}", found {found!r}')

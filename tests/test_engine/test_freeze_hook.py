@@ -541,8 +541,7 @@ def test_crt_reinit_drops_stage1_classifier(tmp_path, stage1):
     state = final_state(runner)
     backbone = [k for k in FROZEN if k.startswith('backbone')]
     assert_frozen_identical(state, s1, backbone + BN_BUFFERS)
-    saved = torch.load(
-        tmp_path / 'a' / 'iter_4.pth', weights_only=False)
+    saved = torch.load(tmp_path / 'a' / 'iter_4.pth', weights_only=False)
     assert saved['meta']['mmdisalign_stage2'] == dict(
         path='runner', reinit=['head.fc'])
 

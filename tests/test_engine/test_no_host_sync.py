@@ -53,9 +53,9 @@ class HostSyncCounter:
             while frame is not None:
                 stack.append((frame.f_code.co_filename, frame.f_lineno))
                 frame = frame.f_back
-            origin = next(
-                (f for f in stack if not osp.abspath(f[0]).startswith(
-                    TORCH_DIR)), stack[0])
+            origin = next((f for f in stack
+                           if not osp.abspath(f[0]).startswith(TORCH_DIR)),
+                          stack[0])
             calls.append((name, osp.abspath(origin[0]), origin[1], stack))
             return original(tensor, *args, **kwargs)
 
@@ -112,8 +112,7 @@ def test_counter_counts_calls_from_mmdisalign_files_only():
 
 def _load_fastpath_builders():
     """The tiny mmseg / mmdet models of tests/test_perf."""
-    path = osp.join(
-        osp.dirname(HERE), 'test_perf', 'test_stage2_fastpath.py')
+    path = osp.join(osp.dirname(HERE), 'test_perf', 'test_stage2_fastpath.py')
     spec = importlib.util.spec_from_file_location('_fastpath_builders', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -188,8 +187,8 @@ def test_stage2_train_step_has_no_host_sync(task, fast_path):
     if fast_path:
         DisAlignStage2FastPathHook().before_train(runner)
     optim_wrapper = OptimWrapper(
-        torch.optim.SGD(
-            [p for p in model.parameters() if p.requires_grad], lr=0.1))
+        torch.optim.SGD([p for p in model.parameters() if p.requires_grad],
+                        lr=0.1))
     calibration = {
         n: p.detach().clone()
         for n, p in model.named_parameters() if p.requires_grad
@@ -203,5 +202,5 @@ def test_stage2_train_step_has_no_host_sync(task, fast_path):
     assert torch.isfinite(log_vars['loss'])
     assert calibration and all(
         not torch.equal(p.detach(), calibration[n])
-        for n, p in model.named_parameters() if n in calibration
-        and n.endswith(('alpha', 'beta')))
+        for n, p in model.named_parameters()
+        if n in calibration and n.endswith(('alpha', 'beta')))

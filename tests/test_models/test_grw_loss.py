@@ -308,8 +308,7 @@ def test_label_errors(logits):
             r'element, shape \(6,\), got \(5,\)'):
         loss(logits, LABELS, torch.ones(5))
     with pytest.raises(
-            TypeError,
-            match=r"unexpected keyword argument "
+            TypeError, match=r"unexpected keyword argument "
             r"'avg_non_ignore'"):
         loss(logits, LABELS, avg_non_ignore=True)
     with pytest.raises(ValueError, match="reduction_override must be one"):

@@ -13,8 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mmdisalign.models.calibration import is_calibration as _is_calibration
 from ..ddp_rewrap import rewrap_ddp
-from ..stage1_check import (check_stage1_weights, checkpoint_shapes,
-                            model_key)
+from ..stage1_check import (check_stage1_weights, checkpoint_shapes, model_key)
 
 __all__ = ['DisAlignFreezeHook', 'FreezePlan', 'plan_freeze']
 
@@ -79,8 +78,8 @@ class FreezePlan:
 def plan_freeze(
     model: nn.Module,
     trainable: Sequence[Pattern] = (),
-    is_calibration: Callable[[nn.Module], bool] = _is_calibration
-) -> FreezePlan:
+    is_calibration: Optional[Callable[[nn.Module],
+                                      bool]] = None) -> FreezePlan:
     """Decide what stage 2 trains, without changing the model.
 
     A parameter stays trainable if it requires grad and belongs to a
@@ -92,12 +91,13 @@ def plan_freeze(
         model (nn.Module): The bare (unwrapped) model.
         trainable (Sequence[re.Pattern]): Further parameters to train.
             Defaults to ().
-        is_calibration (Callable): Test for calibration modules.
-            Defaults to :func:`mmdisalign.models.is_calibration`.
+        is_calibration (Callable, optional): Test for calibration
+            modules. Defaults to :func:`mmdisalign.models.is_calibration`.
 
     Returns:
         FreezePlan: The decision.
     """
+    is_calibration = is_calibration or _is_calibration
     plan = FreezePlan()
     plan.calibrations = [
         name for name, module in model.named_modules()
@@ -192,12 +192,14 @@ class DisAlignFreezeHook(Hook):
 
     priority = 'NORMAL'
 
-    def __init__(self,
-                 trainable: Sequence[str] = (),
-                 freeze_norm: bool = True,
-                 check_stage1: bool = True,
-                 allow_missing: Sequence[str] = (),
-                 reinit: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        trainable: Sequence[str] = (),
+        freeze_norm: bool = True,
+        check_stage1: bool = True,
+        allow_missing: Sequence[str] = (),
+        reinit: Sequence[str] = ()
+    ) -> None:
         self.trainable = _patterns(trainable)
         self.allow_missing = _patterns(allow_missing)
         self.reinit = _patterns(reinit)

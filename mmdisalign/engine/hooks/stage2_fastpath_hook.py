@@ -1,24 +1,14 @@
 """Stage-2 fast path: skip the work that cannot change a stage-2 update.
 
-After :class:`DisAlignFreezeHook`, parts of the training forward give
-nothing the update depends on. Each rule applies only where its condition
-holds (judged from ``requires_grad``) and overrides a public method of that
-model instance:
-
-- ``extract_feat`` of a model whose backbone and neck are frozen runs under
-  ``torch.no_grad()`` (no graph, whatever the input);
-- a frozen mmseg auxiliary head: its ``loss`` (forward, resize and
-  cross-entropy) returns no entry;
-- a frozen mmdet mask branch (``StandardRoIHead`` / ``CascadeRoIHead``):
-  ``mask_loss`` skips the mask forward, targets and loss;
-- opt-in ``skip_rpn_loss``: a frozen mmdet RPN only makes its proposals
-  (same forward, same ``rpn_proposal`` config). Its sampler no longer draws
-  random numbers, so the RoI sampler sees another random stream: the run
-  is equivalent in distribution, not bitwise.
-
-Everything else keeps its numbers: the calibration gets the same gradient
-for the same batch and random state; the skipped terms leave the logged
-loss dict. See docs/performance.md.
+After :class:`DisAlignFreezeHook`, each rule overrides a public method of
+the model instance where its condition holds (judged from
+``requires_grad``): ``extract_feat`` under ``torch.no_grad()`` with a
+frozen backbone and neck; no ``loss`` from a frozen mmseg auxiliary head;
+no ``mask_loss`` from a frozen mmdet mask branch; opt-in
+(``skip_rpn_loss``), proposals without losses from a frozen mmdet RPN, which
+changes the random stream of the RoI sampler (equivalent in distribution,
+not bitwise). Otherwise the calibration gets the same gradient; skipped
+terms leave the logged loss dict. See docs/performance.md.
 """
 import functools
 import types

@@ -45,31 +45,20 @@ class GRWCrossEntropyLoss(nn.Module):
     Class ``c`` gets the fixed weight
     :math:`w_c = K (1/r_c)^{\\rho} / \\sum_k (1/r_k)^{\\rho}` from its
     training frequency :math:`r_c` (:func:`mmdisalign.utils.grw_weights`).
-    For element ``i`` (an image, an RoI or a pixel) with label :math:`y_i`,
-    sample weight :math:`s_i` and :math:`CE_i = -\\log p_{i, y_i}`, the
-    reduction ``'mean'`` gives, by ``avg_mode``:
+    With element weights :math:`s_i` (mmdet label weights, mmseg
+    seg_weight), ``'mean'`` divides :math:`\\sum_i s_i w_{y_i} CE_i` by, per
+    ``avg_mode``: ``'weighted'`` :math:`\\sum_i s_i w_{y_i}` (classification
+    and detection; ``avg_factor`` is ignored), ``'pixel'`` the number of
+    elements, ignored ones included (segmentation), ``'valid'`` the number
+    of non-ignored ones; a given ``avg_factor`` replaces the last two. Soft
+    targets (mixup) shaped like ``cls_score`` are supported; an input
+    without weighted elements gives 0, never NaN. ``with_background=True``
+    (mmdet RoI heads) adds a last background column. See docs/grw_loss.md.
 
-    - ``'weighted'``: :math:`\\sum_i s_i w_{y_i} CE_i / \\sum_i s_i
-      w_{y_i}` (reference for classification and detection);
-      ``avg_factor`` is ignored (the heads pass the number of samples,
-      which would turn it into a plain mean of :math:`w \\cdot CE`).
-    - ``'pixel'``: :math:`\\sum_i s_i w_{y_i} CE_i / N`, N counting ignored
-      elements too (reference for segmentation); ``avg_factor`` replaces N.
-    - ``'valid'``: divided by the number of non-ignored elements (mmseg's
-      ``avg_non_ignore=True``); ``avg_factor`` replaces it.
-
-    ``'sum'`` and ``'none'`` (per element, 0 where ignored) ignore
-    ``avg_factor``. Everything is multiplied by ``loss_weight``; an input
-    without any weighted element gives 0, still connected to ``cls_score``.
-    Soft targets (mixup / cutmix, shaped like ``cls_score``) use
-    :math:`\\sum_k w_k y_{ik} (-\\log p_{ik})` and the element weight
-    :math:`\\sum_k y_{ik} w_k`. With ``with_background=True`` (mmdet RoI
-    heads) a LAST background column gets ``background_weight``.
-
-    Labels out of range are caught by ``F.cross_entropy`` (on the CPU this
-    re-raises them with the classes found; on a GPU it is CUDA's
-    device-side assert): checking them here would synchronise host and
-    device at every iteration.
+    Labels out of range are caught by ``F.cross_entropy`` (on the CPU they
+    are re-raised naming the labels; on a GPU it is CUDA's device-side
+    assert): checking them beforehand would synchronise host and device at
+    every iteration.
 
     Args:
         class_freq (list | np.ndarray | str | PathLike | dict): Training
@@ -132,10 +121,13 @@ class GRWCrossEntropyLoss(nn.Module):
         weights = grw_weights(freqs, rho)  # float64, sums to len(freqs)
         if with_background:
             weights = np.append(weights, float(background_weight))
-        source = class_freq.get('file') if isinstance(class_freq,
-                                                      dict) else class_freq
-        self.source = os.fspath(source) if isinstance(
-            source, (str, os.PathLike)) else None
+        source = class_freq
+        if isinstance(source, dict):
+            source = source.get('file')
+        if isinstance(source, (str, os.PathLike)):
+            self.source = os.fspath(source)  # named in messages
+        else:
+            self.source = None
         self.num_classes = len(freqs)
         self.rho = float(rho)
         self.reduction = reduction
