@@ -585,6 +585,23 @@ def test_tau_norm_errors():
             classifier_weight=torch.tensor([[1.0], [0.0], [2.0]]))
 
 
+def test_tau_norm_reads_the_norms_once_per_weight_version(monkeypatch):
+    calib = TauNormCalibration(3)
+    weight = torch.ones(3, 2)
+    reads = []
+    tolist = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, 'tolist',
+                        lambda t: reads.append(1) or tolist(t))
+    for _ in range(3):
+        calib(torch.zeros(2, 3), classifier_weight=weight)
+    assert len(reads) == 1  # no host-device sync after the first forward
+    with torch.no_grad():
+        weight[1] = 0  # an in-place update is seen
+    with pytest.raises(ValueError, match=r'classes \[1\] have zero norm'):
+        calib(torch.zeros(2, 3), classifier_weight=weight)
+    assert len(reads) == 2
+
+
 # --------------------------------------------------------------------------
 # Registry: root registration is found from every downstream scope
 # --------------------------------------------------------------------------
