@@ -15,7 +15,7 @@ with a :class:`TaskSpec` and call :func:`main`, which prints, in one run:
   for stage 1 (the upstream model, everything trainable) and stage 2 (the
   DisAlign model frozen by :class:`DisAlignFreezeHook` itself, frozen norm
   layers in eval mode), optionally also stage 2 with the fast path of
-  :mod:`mmdisalign.engine.stage2_fastpath`, timed in alternation;
+  :mod:`mmdisalign.engine.hooks.stage2_fastpath_hook`, timed in alternation;
 - peak memory of one training step of each mode, each in a fresh
   subprocess (see :func:`measure_step_memory`).
 
@@ -410,7 +410,7 @@ def build_mode(spec: TaskSpec, args, mode: str):
     if mode != 'stage1':
         hook, runner = freeze_like_runner(model)
         if mode.startswith('stage2-fast'):
-            from mmdisalign.engine.stage2_fastpath import \
+            from mmdisalign.engine.hooks import \
                 enable_stage2_fastpath
             report = enable_stage2_fastpath(
                 model, skip_rpn_loss=mode == 'stage2-fast-rpn')

@@ -1,36 +1,21 @@
 """Re-wrap a DDP model after some of its parameters were frozen.
 
-``DistributedDataParallel`` registers the parameters that require grad when
-it is constructed, which the mmengine ``Runner`` does in ``__init__``,
-before any hook runs. If a hook freezes parameters later, DDP's reducer still
-waits for their gradients and the second iteration fails with "Expected to
-have finished reduction in the prior iteration ..." unless
-``find_unused_parameters=True`` (which costs a graph traversal every
-iteration).
-
-:func:`rewrap_ddp` builds a new wrapper around the same module, with the
-arguments the ``Runner`` used for the first one (``model_wrapper_cfg``, or
-the Runner's defaults when it is None), so that only the trainable
-parameters are registered. Why this is sound:
-
-- The module and its parameter objects are unchanged, so the optimizer
-  (built from ``runner.model.module`` before the hooks run) still updates
-  exactly the same tensors.
-- Loops and hooks look ``runner.model`` up whenever they use it
-  (``runner.model.train_step``, ``runner.model.train()``); mmengine's own
-  ``TestTimeAugHook`` replaces ``runner.model`` the same way. Hooks that kept
-  a reference keep the inner module (``EMAHook``), which does not change.
-- The new wrapper broadcasts rank 0's parameters at construction, which are
-  the stage-1 weights every rank loaded anyway.
-- The old wrapper has not run a forward pass, so its reducer never expects
-  a gradient; it is released here, which removes its autograd hooks.
-- When ``compile`` is configured, the compiled ``train_step`` of the old
-  wrapper is recompiled for the new one.
+DDP registers the parameters that require grad when it is built, in
+``Runner.__init__``, before any hook runs; after a hook freezes some, the
+reducer waits for their gradients and the second iteration fails ("Expected
+to have finished reduction ...") unless ``find_unused_parameters=True``,
+which costs a graph traversal per iteration. :func:`rewrap_ddp` wraps the
+same module again with the Runner's arguments. The parameter objects do not
+change, so the optimizer is unaffected; loops and hooks look
+``runner.model`` up when they use it (mmengine's ``TestTimeAugHook``
+replaces it the same way); the old wrapper has run no forward pass and is
+released with its autograd hooks. See docs/stage2.md.
 """
 import copy
 import gc
 from typing import Any
 
+import torch
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
@@ -42,21 +27,15 @@ def rewrap_ddp(runner: Any) -> bool:
     """Replace ``runner.model`` by a fresh DDP wrapper of the same module.
 
     Args:
-        runner (Runner): The mmengine runner whose model to re-wrap.
+        runner (Runner): The mmengine runner.
 
     Returns:
-        bool: True if the model was re-wrapped, False if it is not a
-        ``DistributedDataParallel`` (nothing to do).
-
-    Raises:
-        TypeError: If the wrapper was not built by the runner (a pre-wrapped
-            model of another type than ``model_wrapper_cfg`` describes) and
-            does not set ``find_unused_parameters=True``.
+        bool: True if re-wrapped; False if the model is no DDP, or a DDP
+        the Runner did not build that finds unused parameters itself.
     """
     old = runner.model
     if not isinstance(old, DistributedDataParallel):
         return False
-    module = old.module
     wrapper_cfg = runner.cfg.get('model_wrapper_cfg')
     if wrapper_cfg is None:
         # What `Runner.wrap_model` builds without a `model_wrapper_cfg`.
@@ -79,14 +58,17 @@ def rewrap_ddp(runner: Any) -> bool:
             'rebuilt with the same settings after freezing. Let the Runner '
             'wrap the model, or build the wrapper with '
             'find_unused_parameters=True.')
-    # The Runner's default is [LOCAL_RANK]; the old wrapper holds the same
-    # value after DDP normalised it (None for CPU modules).
+    # The old wrapper holds the Runner's device_ids after DDP normalised
+    # them (None for CPU modules).
     kwargs.setdefault('device_ids', old.device_ids)
-    compiled = 'train_step' in vars(old)
-    runner.model = wrapper_type(module=module, **kwargs)
-    # Release the old wrapper now: its reducer's autograd hooks go with it.
-    del old
+    runner.model = wrapper_type(module=old.module, **kwargs)
+    del old  # its reducer's autograd hooks go with it
     gc.collect()
-    if compiled and hasattr(runner, '_maybe_compile'):
-        runner._maybe_compile('train_step')
+    # `Runner.train` compiled the old wrapper's train_step as `compile`
+    # says; do the same for the new one.
+    compile_cfg = runner.cfg.get('compile')
+    if compile_cfg:
+        compile_cfg = {} if compile_cfg is True else dict(compile_cfg)
+        runner.model.train_step = torch.compile(runner.model.train_step,
+                                                **compile_cfg)
     return True

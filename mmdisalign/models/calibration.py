@@ -1,19 +1,14 @@
-"""DisAlign calibration (paper eq. 6) and its special cases (paper Table 2).
+"""DisAlign calibration (paper eq. 6) and its special cases (Table 2).
 
-Every calibration here maps the logits ``z`` of a frozen classifier to
-
-.. math::
-
-    \\hat z_j = (1 + \\sigma \\alpha_j) z_j + \\sigma \\beta_j
-              = \\mathrm{scale}_j z_j + \\mathrm{margin}_j
-
-where ``alpha``/``beta`` are per-class vectors over the calibrated classes
-and ``sigma`` is an input-dependent confidence (1 for the non-adaptive
-special cases). The formula lives once, in :meth:`BaseCalibration.calibrate`;
-subclasses only say what ``alpha``, ``beta`` and ``sigma`` are.
+Every calibration maps the logits ``z`` of a frozen classifier to
+``zhat_j = (1 + sigma * alpha_j) * z_j + sigma * beta_j``. The formula
+lives once, in :meth:`BaseCalibration.calibrate`; subclasses only say what
+``alpha``, ``beta`` (per calibrated class) and ``sigma`` (an input-dependent
+confidence, 1 for the non-adaptive cases) are.
 """
 import copy
 import math
+import weakref
 from collections import OrderedDict
 from typing import Optional, Sequence, Tuple, Union
 
@@ -24,6 +19,8 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS, WEIGHT_INITIALIZERS
 from torch import Tensor
 
+from mmdisalign.utils.class_freq import load_class_freq
+
 __all__ = [
     'BaseCalibration', 'DisAlignCalibration', 'LWSCalibration',
     'TauNormCalibration', 'LogitAdjustCalibration', 'is_calibration'
@@ -33,62 +30,31 @@ CalibTerms = Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]
 
 
 def is_calibration(module: nn.Module) -> bool:
-    """Whether ``module`` is a calibration module (any
-    :class:`BaseCalibration` subclass).
-
-    The stage-2 freeze hook uses this to find the modules that stay
-    trainable.
-
-    Args:
-        module (nn.Module): Any module.
-
-    Returns:
-        bool: True if ``module`` is a :class:`BaseCalibration`.
-    """
+    """Whether ``module`` is a calibration (stays trainable in stage 2)."""
     return isinstance(module, BaseCalibration)
 
 
-def _check_num_classes(num_classes: int) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError('num_classes must be an int, but got '
-                        f'{num_classes!r} ({type(num_classes).__name__})')
-    if num_classes < 1:
-        raise ValueError(f'num_classes must be >= 1, but got {num_classes}')
-    return num_classes
-
-
-def _check_real(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f'{name} must be a real number, but got '
-                        f'{value!r} ({type(value).__name__})')
+def _finite(name: str, value: float) -> float:
+    value = float(value)
     if not math.isfinite(value):
         raise ValueError(f'{name} must be finite, but got {value}')
-    return float(value)
+    return value
 
 
 class BaseCalibration(BaseModule):
-    """Base class of every calibration: ``zhat = scale * z + margin``.
+    """Base of every calibration: ``zhat = scale * z + margin``.
 
-    With ``scale = 1 + sigma * alpha`` and ``margin = sigma * beta``
-    (paper eq. 6). Subclasses implement :meth:`get_terms`, which returns
-    ``alpha`` and ``beta`` (per calibrated class, shape ``(K,)``, or None
-    for "no magnitude change" / "no margin") and ``sigma`` (a tensor that
-    broadcasts against the logits with a size-1 class dimension, or None
-    for sigma = 1). :meth:`forward` validates the logits, asks for the
-    terms and applies :meth:`calibrate`.
-
-    The logits have the classes on dimension 1: ``(N, L)`` or
-    ``(N, L, *spatial)``, with ``L = num_classes +
-    len(uncalibrated_columns)``. Uncalibrated columns (e.g. the detection
-    background logit) get ``alpha = beta = 0`` and therefore pass through
-    unchanged; ``alpha`` and ``beta`` apply to the remaining columns in
-    order.
+    ``scale = 1 + sigma * alpha`` and ``margin = sigma * beta``. Subclasses
+    implement :meth:`get_terms`. The logits have the classes on dim 1,
+    ``(N, L)`` or ``(N, L, *spatial)`` with ``L = num_classes +
+    len(uncalibrated_columns)``; uncalibrated columns (e.g. the detection
+    background) pass through unchanged and ``alpha`` / ``beta`` apply to
+    the other columns in order.
 
     Args:
         num_classes (int): Number of calibrated classes ``K``.
-        uncalibrated_columns (Sequence[int]): Indices into the logit
-            dimension (negative indices allowed) that pass through
-            unchanged. Defaults to ``()``.
+        uncalibrated_columns (Sequence[int]): Logit columns (negative
+            indices allowed) that pass through unchanged. Defaults to ().
         init_cfg (dict | list[dict], optional): mmengine init config.
             Defaults to None.
     """
@@ -98,73 +64,33 @@ class BaseCalibration(BaseModule):
                  uncalibrated_columns: Sequence[int] = (),
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.num_classes = _check_num_classes(num_classes)
-        self.uncalibrated_columns = self._check_columns(
-            uncalibrated_columns, num_classes)
-        self.num_logits = num_classes + len(self.uncalibrated_columns)
-        if self.uncalibrated_columns:
-            skip = set(self.uncalibrated_columns)
-            index = [i for i in range(self.num_logits) if i not in skip]
-            self.register_buffer(
-                'calibrated_index',
-                torch.tensor(index, dtype=torch.long),
-                persistent=False)
-        else:
-            self.register_buffer('calibrated_index', None, persistent=False)
-
-    @staticmethod
-    def _check_columns(columns: Sequence[int],
-                       num_classes: int) -> Tuple[int, ...]:
-        """Normalise uncalibrated column indices to sorted non-negative
-        ints."""
-        if isinstance(columns, int) and not isinstance(columns, bool):
-            columns = (columns, )
-        if columns is None:
-            columns = ()
-        if not isinstance(columns, (list, tuple)):
-            raise TypeError('uncalibrated_columns must be a list/tuple of '
-                            f'ints, but got {columns!r}')
-        num_logits = num_classes + len(columns)
-        normed = []
+        if num_classes < 1:
+            raise ValueError(
+                f'num_classes must be >= 1, but got {num_classes}')
+        self.num_classes = num_classes
+        columns = tuple(uncalibrated_columns)
+        self.num_logits = num_logits = num_classes + len(columns)
         for col in columns:
-            if isinstance(col, bool) or not isinstance(col, int):
-                raise TypeError('uncalibrated_columns must hold ints, but '
-                                f'got {col!r} in {columns!r}')
             if not -num_logits <= col < num_logits:
                 raise ValueError(
                     f'uncalibrated column {col} is out of range for '
                     f'{num_logits} logit columns (num_classes={num_classes} '
                     f'+ {len(columns)} uncalibrated)')
-            normed.append(col % num_logits)
-        if len(set(normed)) != len(normed):
+        normed = sorted({col % num_logits for col in columns})
+        if len(normed) != len(columns):
             raise ValueError(
-                f'uncalibrated_columns {tuple(columns)} name the same logit '
-                f'column twice (as indices into {num_logits} columns: '
-                f'{tuple(normed)})')
-        return tuple(sorted(normed))
-
-    def _check_logits(self, logits: Tensor) -> None:
-        if not isinstance(logits, Tensor):
-            raise TypeError('logits must be a torch.Tensor, but got '
-                            f'{type(logits).__name__}')
-        if logits.dim() < 2:
-            raise ValueError('logits must have shape (N, L) or (N, L, ...) '
-                             'with the classes on dim 1, but got shape '
-                             f'{tuple(logits.shape)}')
-        if logits.shape[1] != self.num_logits:
-            extra = ''
-            if self.uncalibrated_columns:
-                extra = (f' = num_classes {self.num_classes} + '
-                         f'{len(self.uncalibrated_columns)} uncalibrated '
-                         f'{self.uncalibrated_columns}')
-            raise ValueError(
-                f'{self.__class__.__name__} expected {self.num_logits} logit '
-                f'columns{extra} on dim 1, but got {logits.shape[1]} '
-                f'(logits shape {tuple(logits.shape)})')
+                f'uncalibrated_columns {columns} name the same logit column '
+                f'twice (as indices into {num_logits} columns)')
+        self.uncalibrated_columns = tuple(normed)
+        index = None
+        if normed:
+            index = torch.tensor(
+                [i for i in range(num_logits) if i not in normed])
+        self.register_buffer('calibrated_index', index, persistent=False)
 
     def _to_logit_columns(self, vec: Tensor, logits: Tensor) -> Tensor:
-        """Expand a per-class vector ``(K,)`` to the logit columns (zeros
-        at uncalibrated columns) and shape it to broadcast over dim 1."""
+        """Spread ``(K,)`` over the logit columns (0 where uncalibrated),
+        shaped to broadcast over dim 1."""
         if self.calibrated_index is not None:
             vec = vec.new_zeros(self.num_logits).index_copy(
                 0, self.calibrated_index, vec)
@@ -179,13 +105,10 @@ class BaseCalibration(BaseModule):
 
         Args:
             logits (Tensor): ``(N, L)`` or ``(N, L, *spatial)``.
-            alpha (Tensor, optional): Magnitude offsets ``(K,)``; None means
-                scale 1. Defaults to None.
-            beta (Tensor, optional): Margins ``(K,)``; None means margin 0.
-                Defaults to None.
-            sigma (Tensor, optional): Confidence broadcastable to the
-                logits with size 1 on dim 1; None means sigma = 1.
-                Defaults to None.
+            alpha (Tensor, optional): ``(K,)``; None: scale 1.
+            beta (Tensor, optional): ``(K,)``; None: margin 0.
+            sigma (Tensor, optional): Broadcastable to the logits, size 1
+                on dim 1; None: sigma = 1.
 
         Returns:
             Tensor: Calibrated logits, same shape as ``logits``.
@@ -193,8 +116,7 @@ class BaseCalibration(BaseModule):
         out = logits
         if alpha is not None:
             alpha = self._to_logit_columns(alpha, logits)
-            scale = 1 + (alpha if sigma is None else sigma * alpha)
-            out = out * scale
+            out = out * (1 + (alpha if sigma is None else sigma * alpha))
         if beta is not None:
             beta = self._to_logit_columns(beta, logits)
             out = out + (beta if sigma is None else sigma * beta)
@@ -202,18 +124,20 @@ class BaseCalibration(BaseModule):
 
     def get_terms(self, logits: Tensor, feats: Optional[Tensor],
                   **kwargs) -> CalibTerms:
-        """Return ``(alpha, beta, sigma)`` for :meth:`calibrate`.
-
-        Args:
-            logits (Tensor): The (validated) logits.
-            feats (Tensor, optional): The classifier input feature.
-            **kwargs: Extra inputs some calibrations need.
-
-        Returns:
-            tuple: ``alpha`` ``(K,)`` or None, ``beta`` ``(K,)`` or None,
-            ``sigma`` or None.
-        """
+        """Return ``(alpha, beta, sigma)`` for :meth:`calibrate`."""
         raise NotImplementedError
+
+    def reset_calibration(self) -> None:
+        """(Re)apply the built-in initialisation (none here)."""
+
+    def init_weights(self) -> None:
+        """Initialise; the first call re-applies :meth:`reset_calibration`
+        (a parent's ``init_cfg`` reaches this module first) unless this
+        module has its own ``init_cfg``."""
+        first_call = not self.is_init
+        super().init_weights()
+        if first_call and not self.init_cfg:
+            self.reset_calibration()
 
     def forward(self,
                 logits: Tensor,
@@ -222,18 +146,31 @@ class BaseCalibration(BaseModule):
         """Calibrate ``logits``.
 
         Args:
-            logits (Tensor): ``(N, L)`` or ``(N, L, *spatial)`` logits.
-            feats (Tensor, optional): The feature that fed the classifier;
-                only adaptive calibrations need it. Defaults to None.
+            logits (Tensor): ``(N, L)`` or ``(N, L, *spatial)``.
+            feats (Tensor, optional): The classifier input; adaptive
+                calibrations need it. Defaults to None.
             **kwargs: Extra inputs, e.g. ``classifier_weight`` for
                 :class:`TauNormCalibration`; others ignore them.
 
         Returns:
             Tensor: Calibrated logits of the same shape.
         """
-        self._check_logits(logits)
-        alpha, beta, sigma = self.get_terms(logits, feats, **kwargs)
-        return self.calibrate(logits, alpha, beta, sigma)
+        # A size-1 dim 1 would broadcast silently against alpha and beta.
+        if logits.dim() < 2 or logits.shape[1] != self.num_logits:
+            if logits.dim() < 2:
+                raise ValueError(
+                    'logits must have shape (N, L) or (N, L, ...) with the '
+                    f'classes on dim 1, but got {tuple(logits.shape)}')
+            extra = ''
+            if self.uncalibrated_columns:
+                extra = (f' = num_classes {self.num_classes} + '
+                         f'{len(self.uncalibrated_columns)} uncalibrated '
+                         f'{self.uncalibrated_columns}')
+            raise ValueError(
+                f'{type(self).__name__} expected {self.num_logits} logit '
+                f'columns{extra} on dim 1, but got {logits.shape[1]} '
+                f'(logits shape {tuple(logits.shape)})')
+        return self.calibrate(logits, *self.get_terms(logits, feats, **kwargs))
 
     def extra_repr(self) -> str:
         s = f'num_classes={self.num_classes}'
@@ -246,65 +183,40 @@ class BaseCalibration(BaseModule):
 class DisAlignCalibration(BaseCalibration):
     """DisAlign adaptive calibration (paper eq. 6).
 
-    ``zhat_j = (1 + sigma(x) * alpha_j) * z_j + sigma(x) * beta_j`` with
-    ``sigma(x) = sigmoid(confidence(x))`` computed from the feature ``x``
-    that fed the classifier. ``confidence`` is a 1-output ``nn.Linear`` on
-    ``(N, C)`` features, or a 1x1 ``nn.Conv2d`` on ``(N, C, H, W)`` features
-    when ``dense=True`` (sigma is then a per-pixel map and alpha/beta are
-    broadcast over pixels). With a norm and/or activation, ``confidence`` is
-    an ``nn.Sequential`` of ``fc``/``conv`` (no bias when normed), the norm
-    layer and ``activate`` (mmcv ConvModule naming).
+    ``sigma(x) = sigmoid(confidence(x))`` from the classifier input ``x``:
+    a 1-output ``nn.Linear`` on ``(N, C)`` features, or a 1x1 ``nn.Conv2d``
+    on ``(N, C, H, W)`` maps with ``dense=True`` (a per-pixel sigma). With a
+    norm and/or activation, ``confidence`` is an ``nn.Sequential`` of
+    ``fc``/``conv`` (no bias when normed), the norm and ``activate``.
 
-    Initialisation (``init_mode``):
+    ``init_mode='identity'``: ``alpha = beta = 0``, confidence weight
+    N(0, 0.01) and bias 0, or with a norm Kaiming-normal (fan_out) as mmcv's
+    ConvModule and the norm weight 1, bias 0. ``'reference_cls'``:
+    ``alpha = 1``, ``beta = 0``, confidence weight 0.1, default bias.
 
-    - ``'identity'`` (paper, reference detection and segmentation):
-      ``alpha = beta = 0``, so the module is the identity at init.
-      Confidence weight ~ N(0, 0.01), bias 0; with a norm layer (reference
-      segmentation: conv -> BN -> ReLU) the weight is Kaiming-normal
-      (fan_out, relu) as mmcv's ConvModule does, and the norm is weight 1,
-      bias 0.
-    - ``'reference_cls'`` (reference classification head
-      ``(1 + sigma*s)*z + sigma*b`` with ``s = 1``): ``alpha = 1``,
-      ``beta = 0``, confidence weight constant 0.1, bias PyTorch's default
-      ``U(-1/sqrt(C), 1/sqrt(C))``. Not the identity at init.
-
-    The initialisation is applied in ``__init__`` and re-applied by the
-    first :meth:`init_weights` call (unless this module has its own
-    ``init_cfg``), so a parent's ``init_cfg`` (e.g. ``Normal`` on every
-    ``Linear``) does not overwrite it.
+    See docs/calibration.md for the reference each mode reproduces.
 
     Args:
-        num_classes (int): Number of calibrated classes ``K``.
         in_channels (int): Channels ``C`` of the feature.
-        dense (bool): Dense ``(N, C, H, W)`` inputs with a 1x1 conv
-            confidence instead of ``(N, C)`` with a linear one.
+        dense (bool): ``(N, C, H, W)`` inputs and a 1x1 conv.
             Defaults to False.
         init_mode (str): ``'identity'`` or ``'reference_cls'``.
-            Defaults to ``'identity'``.
-        normalize_feature (bool): Compute sigma from the L2-normalised
-            feature (over dim 1), as the reference cosine classification
-            head does. Defaults to False.
-        confidence_norm_cfg (dict, optional): mmcv norm config applied to
-            the 1-channel confidence before the sigmoid, e.g.
-            ``dict(type='SyncBN')``. For non-dense inputs ``type='BN'`` means
-            ``BatchNorm1d``. Defaults to None.
-        confidence_act_cfg (dict, optional): mmcv activation config applied
-            after the norm, e.g. ``dict(type='ReLU')`` (then sigma >= 0.5).
+            Defaults to 'identity'.
+        normalize_feature (bool): Sigma from the L2-normalised feature, as
+            the reference cosine classification head. Defaults to False.
+        confidence_norm_cfg (dict, optional): mmcv norm config before the
+            sigmoid; for non-dense inputs ``'BN'`` means ``BatchNorm1d``.
             Defaults to None.
-        uncalibrated_columns (Sequence[int]): Logit columns passed through
-            unchanged (e.g. ``(-1,)`` for the detection background).
-            Defaults to ``()``.
-        alpha_init (float, optional): Overrides the mode's alpha init.
+        confidence_act_cfg (dict, optional): mmcv activation after the norm.
             Defaults to None.
-        beta_init (float, optional): Overrides the mode's beta init.
+        alpha_init (float, optional): Overrides the mode's alpha.
             Defaults to None.
-        confidence_init (dict, optional): An mmengine weight-init config
-            (e.g. ``dict(type='Normal', std=0.05, bias=0.)``) applied to the
-            confidence linear/conv layer instead of the mode's init.
+        beta_init (float, optional): Overrides the mode's beta.
             Defaults to None.
-        init_cfg (dict | list[dict], optional): mmengine init config of
-            this module; if given, it is applied by :meth:`init_weights`
-            after the built-in initialisation. Defaults to None.
+        confidence_init (dict, optional): mmengine weight-init config of
+            the confidence layer instead of the mode's. Defaults to None.
+        Others: see :class:`BaseCalibration`; an ``init_cfg`` replaces
+            the built-in initialisation.
     """
 
     init_modes = ('identity', 'reference_cls')
@@ -323,65 +235,45 @@ class DisAlignCalibration(BaseCalibration):
                  confidence_init: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(num_classes, uncalibrated_columns, init_cfg)
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int):
-            raise TypeError('in_channels must be an int, but got '
-                            f'{in_channels!r}')
         if in_channels < 1:
-            raise ValueError(f'in_channels must be >= 1, but got '
-                             f'{in_channels}')
+            raise ValueError(
+                f'in_channels must be >= 1, but got {in_channels}')
         if init_mode not in self.init_modes:
             raise ValueError(f'init_mode must be one of {self.init_modes}, '
                              f'but got {init_mode!r}')
-        if confidence_init is not None and not isinstance(
-                confidence_init, dict):
-            raise TypeError(
-                'confidence_init must be a dict (an mmengine '
-                f'weight-init config), but got {confidence_init!r}')
         self.in_channels = in_channels
-        self.dense = bool(dense)
+        self.dense = dense
         self.init_mode = init_mode
-        self.normalize_feature = bool(normalize_feature)
-        default_alpha = 1.0 if init_mode == 'reference_cls' else 0.0
-        self.alpha_init = _check_real(
-            'alpha_init', default_alpha if alpha_init is None else alpha_init)
-        self.beta_init = _check_real('beta_init',
-                                     0.0 if beta_init is None else beta_init)
+        self.normalize_feature = normalize_feature
+        if alpha_init is None:
+            alpha_init = 1.0 if init_mode == 'reference_cls' else 0.0
+        self.alpha_init = _finite('alpha_init', alpha_init)
+        self.beta_init = _finite('beta_init', beta_init or 0.0)
         self.confidence_init = copy.deepcopy(confidence_init)
 
         self.alpha = nn.Parameter(torch.empty(num_classes))
         self.beta = nn.Parameter(torch.empty(num_classes))
-        self.confidence = self._build_confidence(confidence_norm_cfg,
-                                                 confidence_act_cfg)
-        self.reset_calibration()
-
-    def _build_confidence(self, norm_cfg: Optional[dict],
-                          act_cfg: Optional[dict]) -> nn.Module:
-        with_norm = norm_cfg is not None
-        layer_cls = nn.Conv2d if self.dense else nn.Linear
-        args = (self.in_channels, 1, 1) if self.dense else (self.in_channels,
-                                                            1)
-        layer = layer_cls(*args, bias=not with_norm)
+        self._act_cfg = confidence_act_cfg
         self._norm_name = None
-        self._act_cfg = act_cfg
-        if norm_cfg is None and act_cfg is None:
-            return layer
-        from mmcv.cnn import build_activation_layer, build_norm_layer
-        modules = [('conv' if self.dense else 'fc', layer)]
-        if norm_cfg is not None:
-            if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
-                raise TypeError('confidence_norm_cfg must be a dict with a '
-                                f'"type" key, but got {norm_cfg!r}')
-            norm_cfg = dict(norm_cfg)
-            if not self.dense and norm_cfg['type'] == 'BN':
-                norm_cfg['type'] = 'BN1d'
-            self._norm_name, norm = build_norm_layer(norm_cfg, 1)
-            modules.append((self._norm_name, norm))
-        if act_cfg is not None:
-            if not isinstance(act_cfg, dict) or 'type' not in act_cfg:
-                raise TypeError('confidence_act_cfg must be a dict with a '
-                                f'"type" key, but got {act_cfg!r}')
-            modules.append(('activate', build_activation_layer(act_cfg)))
-        return nn.Sequential(OrderedDict(modules))
+        layer_cls = nn.Conv2d if dense else nn.Linear
+        args = (in_channels, 1, 1) if dense else (in_channels, 1)
+        layer = layer_cls(*args, bias=confidence_norm_cfg is None)
+        if confidence_norm_cfg is None and confidence_act_cfg is None:
+            self.confidence = layer
+        else:
+            from mmcv.cnn import build_activation_layer, build_norm_layer
+            modules = [('conv' if dense else 'fc', layer)]
+            if confidence_norm_cfg is not None:
+                norm_cfg = dict(confidence_norm_cfg)
+                if not dense and norm_cfg['type'] == 'BN':
+                    norm_cfg['type'] = 'BN1d'
+                self._norm_name, norm = build_norm_layer(norm_cfg, 1)
+                modules.append((self._norm_name, norm))
+            if confidence_act_cfg is not None:
+                modules.append(
+                    ('activate', build_activation_layer(confidence_act_cfg)))
+            self.confidence = nn.Sequential(OrderedDict(modules))
+        self.reset_calibration()
 
     @property
     def confidence_layer(self) -> nn.Module:
@@ -431,53 +323,23 @@ class DisAlignCalibration(BaseCalibration):
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
 
-    def init_weights(self) -> None:
-        """Initialise; keeps the calibration init on the first call.
-
-        mmengine applies a parent's ``init_cfg`` to all descendants before
-        calling the children's ``init_weights``; re-applying the built-in
-        initialisation here undoes that. If this module has its own
-        ``init_cfg``, that config is applied instead and wins.
-        """
-        first_call = not self._is_init
-        super().init_weights()
-        if first_call and not self.init_cfg:
-            self.reset_calibration()
-
     def _check_feats(self, logits: Tensor, feats: Optional[Tensor]) -> None:
-        name = self.__class__.__name__
+        """Shape checks where torch would broadcast silently."""
+        name = type(self).__name__
         if feats is None:
             raise ValueError(f'{name} needs the classifier input feature: '
                              'call it as calibration(logits, feats)')
-        if not isinstance(feats, Tensor):
-            raise TypeError(f'feats must be a torch.Tensor, but got '
-                            f'{type(feats).__name__}')
-        if self.dense:
-            if logits.dim() != 4:
-                raise ValueError(
-                    f'{name}(dense=True) expects logits (N, K, H, W), but '
-                    f'got shape {tuple(logits.shape)}; use dense=False for '
-                    '(N, K) logits')
-            if feats.dim() != 4:
-                raise ValueError(
-                    f'{name}(dense=True) expects feats (N, C, H, W), but '
-                    f'got shape {tuple(feats.shape)}')
-        else:
-            if logits.dim() != 2:
-                raise ValueError(
-                    f'{name}(dense=False) expects logits (N, K), but got '
-                    f'shape {tuple(logits.shape)}; set dense=True for dense '
-                    '(N, K, H, W) logits')
-            if feats.dim() != 2:
-                raise ValueError(
-                    f'{name}(dense=False) expects feats (N, C), but got '
-                    f'shape {tuple(feats.shape)}; flatten the feature or '
-                    'set dense=True for (N, C, H, W) maps')
-        if feats.shape[1] != self.in_channels:
+        dims, mode = (4, 'dense=True') if self.dense else (2, 'dense=False')
+        shape = '(N, K, H, W)' if self.dense else '(N, K)'
+        if logits.dim() != dims:
+            hint = ('use dense=False for (N, K) logits' if self.dense else
+                    'set dense=True for dense (N, K, H, W) logits')
+            raise ValueError(f'{name}({mode}) expects logits {shape}, but '
+                             f'got shape {tuple(logits.shape)}; {hint}')
+        if feats.dim() != dims:
             raise ValueError(
-                f'{name} expected feats with in_channels={self.in_channels} '
-                f'on dim 1, but got {feats.shape[1]} (feats shape '
-                f'{tuple(feats.shape)})')
+                f'{name}({mode}) expects feats {shape.replace("K", "C")}, '
+                f'but got shape {tuple(feats.shape)}')
         if feats.shape[0] != logits.shape[0]:
             raise ValueError(
                 f'{name}: feats batch size {feats.shape[0]} does not match '
@@ -490,14 +352,7 @@ class DisAlignCalibration(BaseCalibration):
                 '(no interpolation is done here)')
 
     def get_confidence(self, feats: Tensor) -> Tensor:
-        """sigma = sigmoid(confidence(x)): ``(N, 1)`` or ``(N, 1, H, W)``.
-
-        Args:
-            feats (Tensor): ``(N, C)`` or ``(N, C, H, W)`` feature.
-
-        Returns:
-            Tensor: The confidence in (0, 1).
-        """
+        """sigma = sigmoid(confidence(x)): ``(N, 1)`` or ``(N, 1, H, W)``."""
         if self.normalize_feature:
             feats = F.normalize(feats, p=2, dim=1)
         return torch.sigmoid(self.confidence(feats))
@@ -515,18 +370,11 @@ class DisAlignCalibration(BaseCalibration):
 
 @MODELS.register_module()
 class LWSCalibration(BaseCalibration):
-    """Learnable weight scaling (LWS): ``zhat_j = (1 + alpha_j) * z_j``.
-
-    Paper Table 2 row "LWS" (magnitude learned, margin 0, sigma 1); its
-    magnitude is ``1 + alpha_j`` here, so ``alpha = 0`` is the identity.
+    """Learnable weight scaling: ``zhat_j = (1 + alpha_j) * z_j``.
 
     Args:
-        num_classes (int): Number of calibrated classes ``K``.
-        uncalibrated_columns (Sequence[int]): Logit columns passed through
-            unchanged. Defaults to ``()``.
         alpha_init (float): Initial magnitude offset. Defaults to 0.
-        init_cfg (dict | list[dict], optional): mmengine init config.
-            Defaults to None.
+        Others: see :class:`BaseCalibration`.
     """
 
     def __init__(self,
@@ -535,16 +383,12 @@ class LWSCalibration(BaseCalibration):
                  alpha_init: float = 0.0,
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(num_classes, uncalibrated_columns, init_cfg)
-        self.alpha_init = _check_real('alpha_init', alpha_init)
+        self.alpha_init = _finite('alpha_init', alpha_init)
         self.alpha = nn.Parameter(torch.full((num_classes, ), self.alpha_init))
 
-    def init_weights(self) -> None:
-        """Initialise; keeps ``alpha = alpha_init`` on the first call."""
-        first_call = not self._is_init
-        super().init_weights()
-        if first_call and not self.init_cfg:
-            with torch.no_grad():
-                self.alpha.fill_(self.alpha_init)
+    @torch.no_grad()
+    def reset_calibration(self) -> None:
+        self.alpha.fill_(self.alpha_init)
 
     def get_terms(self, logits: Tensor, feats: Optional[Tensor],
                   **kwargs) -> CalibTerms:
@@ -553,22 +397,15 @@ class LWSCalibration(BaseCalibration):
 
 @MODELS.register_module()
 class TauNormCalibration(BaseCalibration):
-    """tau-normalisation: ``zhat_j = z_j / ||w_j||^tau``.
+    """tau-normalisation: ``zhat_j = z_j / ||w_j||^tau``, nothing learned.
 
-    Paper Table 2 row "tau-Normalized": magnitude ``1 / ||w_j||^tau``, no
-    margin, nothing learned. The classifier weight is passed at forward
-    time as ``classifier_weight`` (shape ``(K, D)``, or ``(L, D)`` with a
-    row per logit column, or a conv weight ``(K, D, 1, 1)``); it is
-    detached. The rescaling acts on the logits, so a classifier bias is
-    scaled together with ``W x``: ``zhat_j = (w_j x + b_j) / ||w_j||^tau``.
+    The classifier weight comes at forward time as ``classifier_weight``
+    (``(K, D, ...)`` or a row per logit column, ``(L, D, ...)``), detached.
+    A classifier bias is scaled together with ``W x``.
 
     Args:
-        num_classes (int): Number of calibrated classes ``K``.
         tau (float): The exponent. Defaults to 1.0.
-        uncalibrated_columns (Sequence[int]): Logit columns passed through
-            unchanged. Defaults to ``()``.
-        init_cfg (dict | list[dict], optional): mmengine init config.
-            Defaults to None.
+        Others: see :class:`BaseCalibration`.
     """
 
     def __init__(self,
@@ -577,40 +414,50 @@ class TauNormCalibration(BaseCalibration):
                  uncalibrated_columns: Sequence[int] = (),
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(num_classes, uncalibrated_columns, init_cfg)
-        self.tau = _check_real('tau', tau)
+        self.tau = _finite('tau', tau)
+        self._checked = (None, None)
+
+    def _check_norms(self, weight: Tensor, norms: Tensor) -> None:
+        """Raise on zero-norm rows (an infinite scale).
+
+        Reading the norms synchronises host and device, so it runs only
+        when the weight changed since the last check (another tensor, or
+        an in-place update counted by its version), not per forward.
+        """
+        ref, version = self._checked
+        if ref is not None and ref() is weight and version == weight._version:
+            return
+        zero = torch.nonzero(norms == 0).flatten().tolist()
+        if zero:
+            raise ValueError(f'{type(self).__name__}: classifier weight rows '
+                             f'of calibrated classes {zero} have zero norm')
+        self._checked = (weakref.ref(weight), weight._version)
 
     def get_terms(self,
                   logits: Tensor,
                   feats: Optional[Tensor],
                   classifier_weight: Optional[Tensor] = None,
                   **kwargs) -> CalibTerms:
-        name = self.__class__.__name__
         if classifier_weight is None:
             raise ValueError(
-                f'{name} needs the classifier weight: call it as '
-                'calibration(logits, feats, classifier_weight=W) with W of '
-                f'shape ({self.num_classes}, D)')
-        if not isinstance(classifier_weight, Tensor):
-            raise TypeError('classifier_weight must be a torch.Tensor, but '
-                            f'got {type(classifier_weight).__name__}')
+                f'{type(self).__name__} needs the classifier weight: call it '
+                'as calibration(logits, feats, classifier_weight=W) with W '
+                f'of shape ({self.num_classes}, D)')
         weight = classifier_weight.detach()
-        rows = weight.shape[0] if weight.dim() >= 1 else None
-        if weight.dim() < 2 or rows not in (self.num_classes, self.num_logits):
+        # (L + 1, D) would select rows silently with uncalibrated columns.
+        if weight.dim() < 2 or weight.shape[0] not in (self.num_classes,
+                                                       self.num_logits):
             allowed = f'{self.num_classes}'
             if self.num_logits != self.num_classes:
                 allowed += f' or {self.num_logits}'
             raise ValueError(
-                f'{name} expected classifier_weight of shape ({allowed}, D, '
-                f'...), but got {tuple(weight.shape)}')
+                f'{type(self).__name__} expected classifier_weight of shape '
+                f'({allowed}, D, ...), but got {tuple(weight.shape)}')
         norms = weight.flatten(1).norm(p=2, dim=1)
-        if rows != self.num_classes:
+        if weight.shape[0] != self.num_classes:
             norms = norms.index_select(0, self.calibrated_index)
-        if bool((norms == 0).any()):
-            zero = torch.nonzero(norms == 0).flatten().tolist()
-            raise ValueError(f'{name}: classifier weight rows of calibrated '
-                             f'classes {zero} have zero norm')
-        alpha = norms.pow(-self.tau) - 1
-        return alpha.to(logits.dtype), None, None
+        self._check_norms(classifier_weight, norms)
+        return (norms.pow(-self.tau) - 1).to(logits.dtype), None, None
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, tau={self.tau}'
@@ -620,23 +467,17 @@ class TauNormCalibration(BaseCalibration):
 class LogitAdjustCalibration(BaseCalibration):
     """Post-hoc logit adjustment: ``zhat_j = z_j - tau * log r_j``.
 
-    Paper Table 2 row "Logit Adjust": magnitude 1, margin
-    ``-tau * log r_j`` with ``r_j = n_j / sum_k n_k``; nothing learned. The
-    margin is a non-persistent buffer (not saved in checkpoints).
+    ``r_j = n_j / sum_k n_k``; nothing learned. The margin is a
+    non-persistent buffer (not in checkpoints).
 
     Args:
-        num_classes (int): Number of calibrated classes ``K``.
-        class_freq (list | str): Per-class counts (or ratios) of the
-            calibrated classes, or a JSON file path, as accepted by
-            :func:`mmdisalign.utils.class_freq.load_class_freq`.
-        tau (float): The adjustment strength (lambda in the paper).
-            Defaults to 1.0.
-        uncalibrated_columns (Sequence[int]): Logit columns passed through
-            unchanged. Defaults to ``()``.
-        class_freq_key (str): Key used when ``class_freq`` is a JSON file.
-            Defaults to ``'counts'``.
-        init_cfg (dict | list[dict], optional): mmengine init config.
-            Defaults to None.
+        class_freq (list | str): Per-class counts of the calibrated classes
+            or a class-frequency file, as
+            :func:`~mmdisalign.utils.load_class_freq` reads them.
+        tau (float): The adjustment strength. Defaults to 1.0.
+        class_freq_key (str): The list read from a file.
+            Defaults to 'counts'.
+        Others: see :class:`BaseCalibration`.
     """
 
     def __init__(self,
@@ -647,23 +488,13 @@ class LogitAdjustCalibration(BaseCalibration):
                  class_freq_key: str = 'counts',
                  init_cfg: Optional[Union[dict, list]] = None) -> None:
         super().__init__(num_classes, uncalibrated_columns, init_cfg)
-        from mmdisalign.utils.class_freq import load_class_freq
-        self.tau = _check_real('tau', tau)
-        freq = load_class_freq(
-            class_freq, num_classes=num_classes, key=class_freq_key)
-        freq = torch.as_tensor(freq, dtype=torch.float64).flatten()
-        if freq.numel() != num_classes:
-            raise ValueError(f'class_freq has {freq.numel()} entries, but '
-                             f'num_classes is {num_classes}')
-        bad = torch.nonzero(~(torch.isfinite(freq) & (freq > 0))).flatten()
-        if bad.numel():
-            idx = bad[0].item()
-            raise ValueError(
-                'LogitAdjustCalibration needs a positive, finite frequency '
-                f'for every class, but class {idx} has {freq[idx].item()}')
-        ratio = freq / freq.sum()
-        self.register_buffer(
-            'margin', (-self.tau * ratio.log()).float(), persistent=False)
+        self.tau = _finite('tau', tau)
+        # Rejects a wrong class count and zero or non-finite counts.
+        freq = torch.as_tensor(
+            load_class_freq(
+                class_freq, num_classes=num_classes, key=class_freq_key))
+        margin = -self.tau * (freq / freq.sum()).log()
+        self.register_buffer('margin', margin.float(), persistent=False)
 
     def get_terms(self, logits: Tensor, feats: Optional[Tensor],
                   **kwargs) -> CalibTerms:

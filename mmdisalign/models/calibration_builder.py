@@ -1,10 +1,5 @@
-"""What every DisAlign head does to build its calibration from a config.
-
-The classification, segmentation and detection heads each fill their own
-sizes (number of classes, feature channels, ...) into the calibration
-config; resolving the config's type and filling only the arguments the
-calibration takes is the same for all of them and lives here.
-"""
+"""What every DisAlign head does to build its calibration from a config:
+resolve the type, then fill in the head's sizes the calibration takes."""
 import inspect
 from typing import Any, Dict, Optional
 
@@ -15,24 +10,18 @@ from .calibration import BaseCalibration
 __all__ = ['calibration_class', 'fill_calibration_cfg']
 
 
-def calibration_class(cfg: Any, registry: Optional[Registry] = None) -> type:
+def calibration_class(cfg: dict, registry: Optional[Registry] = None) -> type:
     """The :class:`BaseCalibration` subclass a calibration config builds.
 
     Args:
-        cfg (dict): Calibration config with a ``type`` (a registered name
-            or a class).
-        registry (Registry, optional): Where a type name is looked up: the
-            head's registry (``mmpretrain``, ``mmseg`` or ``mmdet``
-            ``MODELS``, children of mmengine's root registry that holds the
-            calibrations). Defaults to mmengine's root ``MODELS``.
+        cfg (dict): Calibration config; its ``type`` is a registered name
+            or a class.
+        registry (Registry, optional): Where a name is looked up (the
+            head's ``MODELS``, a child of mmengine's root registry).
+            Defaults to mmengine's root ``MODELS``.
 
     Returns:
         type: The calibration class.
-
-    Raises:
-        TypeError: ``cfg`` is not a dict with a ``type``, or its type is
-            not a ``BaseCalibration``.
-        KeyError: The type name is not registered.
     """
     if not isinstance(cfg, dict) or 'type' not in cfg:
         raise TypeError('calibration must be a config dict with a "type" '
@@ -57,24 +46,20 @@ def fill_calibration_cfg(cfg: dict,
                          fields: Optional[Dict[str, str]] = None) -> dict:
     """Fill a head's sizes into a calibration config, in place.
 
-    Each ``values`` entry is set when ``calib_cls.__init__`` takes that
-    argument (the adaptive :class:`DisAlignCalibration` takes
-    ``in_channels``, the post-hoc special cases do not). A value the config
-    already gives must agree.
+    A ``values`` entry is set only when ``calib_cls`` takes that argument
+    (``in_channels`` for :class:`DisAlignCalibration`, not for the post-hoc
+    cases); a value the config already gives must agree.
 
     Args:
-        cfg (dict): The calibration config (changed in place).
+        cfg (dict): The calibration config.
         calib_cls (type): Its class (:func:`calibration_class`).
         values (dict): Argument name -> the head's value.
-        head (str): The head, for error messages (e.g. 'decode head').
-        fields (dict, optional): Argument name -> the head attribute the
-            value comes from, for error messages. Defaults to None.
+        head (str): The head, for messages (e.g. 'decode head').
+        fields (dict, optional): Argument name -> the head attribute it
+            comes from, for messages. Defaults to None.
 
     Returns:
         dict: ``cfg``.
-
-    Raises:
-        ValueError: The config gives another value than the head's.
     """
     params = inspect.signature(calib_cls.__init__).parameters
     for key, value in values.items():

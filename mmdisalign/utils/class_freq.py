@@ -1,28 +1,10 @@
 """Per-class training frequencies: the JSON file format and GRW weights.
 
-Every statistics tool of mmdisalign (ImageNet-LT split lists, mmseg pixel
-counts, LVIS annotation files) writes the same JSON object through
-:func:`save_class_freq`::
-
-    {
-      "format": "mmdisalign.class_freq",
-      "version": 1,
-      "num_classes": 3,
-      "count_type": "images",
-      "classes": ["cat", "dog", "bag"],
-      "counts": [100, 10, 1],
-      "source": "data/imagenet_lt/ImageNet_LT_train.txt",
-      "instance_count": [130, 12, 1]
-    }
-
-``counts`` is the frequency used by default; any further key holding a
-list of ``num_classes`` numbers (``image_count``, ``instance_count``, ...)
-can be selected instead with ``key=``. Other extra keys (for example
-per-class group names) are kept and returned by
-:func:`load_class_freq_meta`.
-
-:func:`grw_weights` turns the frequencies into the class weights of the
-generalized re-weight (GRW) loss of DisAlign (CVPR 2021).
+Every statistics tool writes one JSON object through
+:func:`save_class_freq`: ``format``, ``version``, ``num_classes``,
+``count_type``, ``classes``, ``counts`` (read by default), ``source`` and
+any extra keys, e.g. other per-class lists (``instance_count``) that
+``key=`` selects. See docs/grw_loss.md.
 """
 import json
 import math
@@ -44,80 +26,49 @@ __all__ = [
 CLASS_FREQ_FORMAT = 'mmdisalign.class_freq'
 CLASS_FREQ_VERSION = 1
 
-# Keys with a fixed meaning; extra per-class lists may use any other key.
 _RESERVED_KEYS = ('format', 'version', 'num_classes', 'count_type', 'classes',
                   'counts', 'source')
-# How many offending classes an error message lists before abbreviating.
-_MAX_LISTED = 10
+_MAX_LISTED = 10  # offending classes named in a message
 
 PathType = Union[str, 'os.PathLike[str]']
 ClassFreqType = Union[Sequence[float], np.ndarray, PathType, Dict[str, Any]]
 
 
-def _is_real(value: Any) -> bool:
-    """Whether ``value`` is a real number (bools excluded)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_int(value: Any) -> bool:
-    """Whether ``value`` is an integer (bools excluded)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _where(source: Optional[str]) -> str:
-    """Return ' in <source>' for error messages, or '' without a source."""
     return f' in {source}' if source else ''
 
 
 def _class_label(index: int, classes: Optional[Sequence[str]]) -> str:
-    """Return "class 3 ('bag')" or "class 3" when names are unknown."""
+    """"class 3 ('bag')", or "class 3" without names."""
     if classes is not None and index < len(classes):
         return f'class {index} ({classes[index]!r})'
     return f'class {index}'
 
 
-def _list_classes(indices: Sequence[int],
-                  classes: Optional[Sequence[str]]) -> str:
-    """Join class labels, abbreviating after ``_MAX_LISTED`` entries."""
-    shown = [_class_label(int(i), classes) for i in indices[:_MAX_LISTED]]
-    text = ', '.join(shown)
-    if len(indices) > _MAX_LISTED:
-        text += f' and {len(indices) - _MAX_LISTED} more'
-    return text
-
-
 def _to_counts(values: Any,
                what: str = 'counts',
                source: Optional[str] = None) -> np.ndarray:
-    """Convert a 1-D sequence of real numbers to float64, checking types.
+    """A 1-D list / tuple / array of real numbers as float64.
 
-    Args:
-        values: A list, tuple or numpy array of numbers.
-        what (str): Name of the list for error messages.
-        source (str, optional): File the values come from, for messages.
-
-    Returns:
-        np.ndarray: A float64 array of shape (K,).
+    numpy would turn strings and bools (e.g. from a hand-edited file) into
+    numbers silently; they are rejected here.
     """
     if isinstance(values, np.ndarray):
-        if values.dtype == np.bool_ or not (
-                np.issubdtype(values.dtype, np.integer)
-                or np.issubdtype(values.dtype, np.floating)):
+        if values.dtype.kind not in 'iuf':
             raise TypeError(f'{what}{_where(source)} must hold real numbers, '
                             f'got an array of dtype {values.dtype}')
-        array = values.astype(np.float64)
     elif isinstance(values, (list, tuple)):
         for index, value in enumerate(values):
-            if not _is_real(value):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(
                     f'{what}{_where(source)} must hold real numbers, but '
                     f'entry {index} is {value!r} '
                     f'({type(value).__name__})')
-        array = np.asarray(values, dtype=np.float64)
     else:
         raise TypeError(f'{what}{_where(source)} must be a list, tuple or '
                         f'numpy array of numbers, got '
                         f'{type(values).__name__}')
+    array = np.asarray(values, dtype=np.float64)
     if array.ndim != 1:
         raise ValueError(f'{what}{_where(source)} must be one-dimensional '
                          f'(one number per class), got shape {array.shape}')
@@ -135,9 +86,12 @@ def _check_counts(counts: np.ndarray,
     """Raise ValueError naming the classes whose count is not usable."""
     bad = np.flatnonzero(~np.isfinite(counts))
     if bad.size:
+        names = ', '.join(
+            _class_label(int(i), classes) for i in bad[:_MAX_LISTED])
+        if bad.size > _MAX_LISTED:
+            names += f' and {bad.size - _MAX_LISTED} more'
         raise ValueError(
-            f'{what}{_where(source)} must be finite, but '
-            f'{_list_classes(bad, classes)} '
+            f'{what}{_where(source)} must be finite, but {names} '
             f'{"has" if bad.size == 1 else "have"} '
             f'{", ".join(str(counts[i]) for i in bad[:_MAX_LISTED])}')
     bad = np.flatnonzero(counts < 0 if allow_zero else counts <= 0)
@@ -153,110 +107,65 @@ def _check_counts(counts: np.ndarray,
                          f'{need}')
 
 
-def _check_num_classes(counts: np.ndarray, num_classes: Optional[int],
-                       source: Optional[str]) -> None:
-    """Raise ValueError if the number of counts is not ``num_classes``."""
-    if num_classes is None:
-        return
-    if not _is_int(num_classes) or num_classes <= 0:
-        raise ValueError(
-            f'num_classes must be a positive integer, got {num_classes!r}')
-    if len(counts) != num_classes:
-        origin = f' (from {source})' if source else ''
-        raise ValueError(
-            f'the class frequencies{origin} have {len(counts)} entries but '
-            f'num_classes={num_classes}; use the frequency file of the '
-            f'dataset the model is trained on')
-
-
-def _to_jsonable_number(value: float) -> Union[int, float]:
-    """Write integral values as JSON integers, others as floats."""
-    value = float(value)
-    if value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    return value
-
-
 def save_class_freq(path: PathType,
                     counts: Union[Sequence[float], np.ndarray],
                     classes: Optional[Sequence[str]] = None,
                     count_type: str = 'images',
                     source: Optional[str] = None,
                     extra: Optional[Dict[str, Any]] = None) -> dict:
-    """Write per-class frequencies in the mmdisalign JSON format.
-
-    The file is written atomically (a temporary file renamed into place) and
-    its parent folder is created if needed. Zero counts are allowed here (a
-    statistics tool records what it found); :func:`load_class_freq` rejects
-    them unless ``allow_zero=True``.
+    """Write per-class frequencies in the mmdisalign JSON format, one key
+    per line, atomically. Zero counts are recorded (the loader rejects them
+    unless ``allow_zero=True``).
 
     Args:
         path (str | PathLike): Output JSON file.
         counts (Sequence[float] | np.ndarray): One non-negative number per
-            class, in the model's class index order.
-        classes (Sequence[str], optional): Class names, same length as
-            ``counts``. Written as ``null`` when None. Defaults to None.
-        count_type (str): What is counted: ``'images'``, ``'pixels'``,
-            ``'instances'``, ``'pixel_ratio'``, ... Defaults to 'images'.
-        source (str, optional): The annotation file or a description of the
-            data the counts come from. Defaults to None.
-        extra (dict, optional): Further JSON-serialisable entries, for
-            example ``{'instance_count': [...]}`` (per-class lists must have
-            ``len(counts)`` entries to be loadable with ``key=``). Keys must
-            not clash with the format's own keys. Defaults to None.
+            class, in the model's class order.
+        classes (Sequence[str], optional): Class names. Defaults to None.
+        count_type (str): What is counted: 'images', 'pixels',
+            'instances', ... Defaults to 'images'.
+        source (str, optional): The data the counts come from.
+            Defaults to None.
+        extra (dict, optional): Further JSON entries, e.g.
+            ``{'instance_count': [...]}``; keys must not clash with the
+            format's own. Defaults to None.
 
     Returns:
-        dict: The JSON object that was written.
+        dict: The JSON object written.
     """
     array = _to_counts(
-        list(counts) if not isinstance(counts, np.ndarray) else counts)
+        counts if isinstance(counts, np.ndarray) else list(counts))
     _check_counts(array, allow_zero=True, classes=classes)
-    num_classes = len(array)
     if classes is not None:
         classes = list(classes)
-        if len(classes) != num_classes:
+        if len(classes) != len(array):
             raise ValueError(f'classes has {len(classes)} names but counts '
-                             f'has {num_classes} entries')
-        for index, name in enumerate(classes):
-            if not isinstance(name, str):
-                raise TypeError(f'class names must be strings, but class '
-                                f'{index} is {name!r}')
-    if not isinstance(count_type, str) or not count_type:
-        raise TypeError(
-            f'count_type must be a non-empty string, got {count_type!r}')
-    if source is not None and not isinstance(source, str):
-        raise TypeError(f'source must be a string, got {source!r}')
-
+                             f'has {len(array)} entries')
     data = dict(
         format=CLASS_FREQ_FORMAT,
         version=CLASS_FREQ_VERSION,
-        num_classes=num_classes,
+        num_classes=len(array),
         count_type=count_type,
         classes=classes,
-        counts=[_to_jsonable_number(v) for v in array],
+        # integral values as JSON integers
+        counts=[
+            int(v) if v.is_integer() and abs(v) < 2**53 else float(v)
+            for v in array
+        ],
         source=source)
     for key, value in (extra or {}).items():
-        if not isinstance(key, str):
-            raise TypeError(f'extra keys must be strings, got {key!r}')
         if key in _RESERVED_KEYS:
             raise ValueError(f'extra key {key!r} clashes with a key of the '
                              f'format itself {_RESERVED_KEYS}')
-        if isinstance(value, np.ndarray):
-            value = value.tolist()
+        data[key] = value.tolist() if isinstance(value, np.ndarray) else value
+    lines = []
+    for key, value in data.items():
         try:
-            json.dumps(value, allow_nan=False)
+            text = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as error:
             raise TypeError(f'extra[{key!r}] is not JSON-serialisable: '
                             f'{error}') from error
-        data[key] = value
-
-    # One key per line, each value on a single line: readable and diffable
-    # even for thousands of classes.
-    lines = [
-        f'  {json.dumps(key)}: {json.dumps(value, allow_nan=False)}'
-        for key, value in data.items()
-    ]
-    text = '{\n' + ',\n'.join(lines) + '\n}\n'
+        lines.append(f'  {json.dumps(str(key))}: {text}')
 
     path = os.fspath(path)
     folder = osp.dirname(osp.abspath(path))
@@ -265,7 +174,7 @@ def save_class_freq(path: PathType,
         prefix='.class_freq_', suffix='.json', dir=folder)
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as file:
-            file.write(text)
+            file.write('{\n' + ',\n'.join(lines) + '\n}\n')
         os.replace(tmp_path, path)
     except BaseException:
         if osp.exists(tmp_path):
@@ -277,11 +186,10 @@ def save_class_freq(path: PathType,
 def load_class_freq_meta(path: PathType) -> dict:
     """Read and validate a whole class-frequency JSON file.
 
-    Checks the format marker, the version, that ``num_classes`` matches the
-    length of ``counts`` and of ``classes``, and that ``counts`` holds
-    finite non-negative numbers. Extra keys are returned unchanged (a
-    per-class list is only checked when it is loaded with
-    :func:`load_class_freq`).
+    Checks the format marker and version, that ``num_classes`` matches
+    ``counts`` and ``classes``, and that ``counts`` holds finite
+    non-negative numbers. Extra lists are checked when loaded with
+    :func:`load_class_freq`.
 
     Args:
         path (str | PathLike): The JSON file.
@@ -289,17 +197,15 @@ def load_class_freq_meta(path: PathType) -> dict:
     Returns:
         dict: The JSON object; ``classes`` may be None.
     """
-    path = os.fspath(path) if isinstance(path, os.PathLike) else path
+    path = os.fspath(path)
     data = read_json_file(
         path, 'class-frequency file',
         ' (write it with the statistics tools in tools/, see '
         'docs/grw_loss.md)')
-
     if not isinstance(data, dict) or data.get('format') != CLASS_FREQ_FORMAT:
+        found = type(data).__name__
         if isinstance(data, dict):
             found = data.get('format')
-        else:
-            found = type(data).__name__
         raise ValueError(f'{path} is not a class-frequency file: expected a '
                          f'JSON object with "format": '
                          f'"{CLASS_FREQ_FORMAT}", found {found!r}')
@@ -312,23 +218,14 @@ def load_class_freq_meta(path: PathType) -> dict:
         raise ValueError(f'{path} lacks the key(s) {missing}; it has '
                          f'{sorted(data)}')
     num_classes = data['num_classes']
-    if not _is_int(num_classes) or num_classes <= 0:
-        raise ValueError(f'{path}: "num_classes" must be a positive integer, '
-                         f'got {num_classes!r}')
     counts = _to_counts(data['counts'], '"counts"', path)
     if len(counts) != num_classes:
         raise ValueError(f'{path}: "num_classes" is {num_classes} but '
                          f'"counts" has {len(counts)} entries')
-    classes = data.get('classes')
-    if classes is not None:
-        if not isinstance(classes, list) or not all(
-                isinstance(name, str) for name in classes):
-            raise ValueError(f'{path}: "classes" must be a list of strings '
-                             f'or null')
-        if len(classes) != num_classes:
-            raise ValueError(f'{path}: "num_classes" is {num_classes} but '
-                             f'"classes" has {len(classes)} names')
-    data.setdefault('classes', None)
+    classes = data.setdefault('classes', None)
+    if classes is not None and len(classes) != num_classes:
+        raise ValueError(f'{path}: "num_classes" is {num_classes} but '
+                         f'"classes" has {len(classes)} names')
     _check_counts(counts, True, classes, '"counts"', path)
     return data
 
@@ -341,32 +238,25 @@ def load_class_freq(class_freq: ClassFreqType,
 
     Args:
         class_freq (Sequence[float] | np.ndarray | str | PathLike | dict):
-            The frequencies themselves, a path to a JSON file written by
-            :func:`save_class_freq`, or ``dict(file=path, key=name)`` to
-            read another per-class list of that file.
-        num_classes (int, optional): Expected number of classes; a
-            mismatch raises ValueError. Defaults to None (no check).
-        key (str): The list to read from a file (overridden by the ``key``
-            of a dict). Defaults to 'counts'.
-        allow_zero (bool): Accept zero counts. GRW needs every class to
-            occur, so the default rejects them. Defaults to False.
+            The frequencies, a file written by :func:`save_class_freq`, or
+            ``dict(file=path, key=name)`` for another list of that file.
+        num_classes (int, optional): Expected number of classes.
+            Defaults to None (no check).
+        key (str): The list read from a file. Defaults to 'counts'.
+        allow_zero (bool): Accept zero counts (GRW needs every class to
+            occur). Defaults to False.
 
     Returns:
         np.ndarray: Frequencies of shape (K,), dtype float64.
     """
-    source = None
-    classes = None
+    source = classes = None
     if isinstance(class_freq, dict):
-        unknown = sorted(set(class_freq) - {'file', 'key'})
-        if 'file' not in class_freq or unknown:
+        if 'file' not in class_freq or set(class_freq) - {'file', 'key'}:
             raise ValueError(f'a class_freq dict must look like '
                              f'dict(file=path, key=name), got keys '
                              f'{sorted(class_freq)}')
         key = class_freq.get('key', key)
         class_freq = class_freq['file']
-        if not isinstance(class_freq, (str, os.PathLike)):
-            raise TypeError(f'class_freq["file"] must be a path, got '
-                            f'{type(class_freq).__name__}')
     if isinstance(class_freq, (str, os.PathLike)):
         source = os.fspath(class_freq)
         meta = load_class_freq_meta(source)
@@ -384,21 +274,15 @@ def load_class_freq(class_freq: ClassFreqType,
                              f'but "num_classes" is {meta["num_classes"]}')
     else:
         counts = _to_counts(class_freq, 'class_freq')
-    _check_num_classes(counts, num_classes, source)
+    if num_classes is not None and len(counts) != num_classes:
+        origin = f' (from {source})' if source else ''
+        raise ValueError(
+            f'the class frequencies{origin} have {len(counts)} entries but '
+            f'num_classes={num_classes}; use the frequency file of the '
+            f'dataset the model is trained on')
     _check_counts(counts, allow_zero, classes,
                   f'"{key}"' if source else 'class_freq', source)
     return counts
-
-
-def _check_rho(rho: float) -> float:
-    """Return ``rho`` as a float, rejecting negative or non-finite values."""
-    if not _is_real(rho):
-        raise TypeError(f'rho must be a real number, got {rho!r}')
-    rho = float(rho)
-    if not math.isfinite(rho) or rho < 0:
-        raise ValueError(f'rho must be finite and >= 0 (0: no re-weighting, '
-                         f'1: class-balanced), got {rho}')
-    return rho
 
 
 def grw_weights(counts: Union[Sequence[float], np.ndarray],
@@ -407,21 +291,17 @@ def grw_weights(counts: Union[Sequence[float], np.ndarray],
     """Class weights of the generalized re-weight (GRW) loss.
 
     With class ratios :math:`r_c = n_c / \\sum_k n_k`,
-
-    .. math::
-        w_c = T \\cdot \\frac{(1 / r_c)^{\\rho}}{\\sum_k (1 / r_k)^{\\rho}}
-
-    where :math:`T` is ``normalize_to``, by default the number of classes K,
-    so that the weights sum to K and the loss keeps the scale of plain
-    cross-entropy (the reference implementation's choice). ``rho=0`` gives
-    all ones (instance-balanced), ``rho=1`` class-balanced weights.
-    Computed in float64, like the reference; cast once where used.
+    :math:`w_c = T (1 / r_c)^{\\rho} / \\sum_k (1 / r_k)^{\\rho}`, ``T``
+    being ``normalize_to``, by default the number of classes K (the
+    reference's choice: the loss keeps the scale of plain cross-entropy).
+    ``rho=0`` gives all ones, ``rho=1`` class-balanced weights. Computed in
+    float64 like the reference; cast once where used.
 
     Args:
-        counts (Sequence[float] | np.ndarray): Positive per-class training
-            frequencies (counts or ratios: only their proportions matter).
+        counts (Sequence[float] | np.ndarray): Positive per-class
+            frequencies (only their proportions matter).
         rho (float): The GRW exponent, >= 0.
-        normalize_to (float, optional): Sum of the returned weights.
+        normalize_to (float, optional): Sum of the weights.
             Defaults to None, meaning K.
 
     Returns:
@@ -430,11 +310,12 @@ def grw_weights(counts: Union[Sequence[float], np.ndarray],
     counts = _to_counts(
         counts if isinstance(counts, np.ndarray) else list(counts))
     _check_counts(counts, allow_zero=False)
-    rho = _check_rho(rho)
+    if not (math.isfinite(rho) and rho >= 0):
+        raise ValueError(f'rho must be finite and >= 0 (0: no re-weighting, '
+                         f'1: class-balanced), got {rho}')
     if normalize_to is None:
         normalize_to = float(len(counts))
-    elif not (_is_real(normalize_to) and math.isfinite(normalize_to)
-              and normalize_to > 0):
+    elif not (math.isfinite(normalize_to) and normalize_to > 0):
         raise ValueError(f'normalize_to must be a finite positive number, '
                          f'got {normalize_to!r}')
 

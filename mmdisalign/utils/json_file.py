@@ -21,16 +21,7 @@ def read_json_file(path: Union[str, 'os.PathLike[str]'],
 
     Returns:
         Any: The parsed JSON value.
-
-    Raises:
-        TypeError: ``path`` is not a path.
-        FileNotFoundError: The file does not exist.
-        ValueError: It is not valid JSON (with line and column).
-        OSError: It cannot be read.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f'expected a path to a {what}, got '
-                        f'{type(path).__name__}')
     path = os.fspath(path)
     if not osp.isfile(path):
         raise FileNotFoundError(f'{what} not found: {path!r}{hint}')

@@ -16,10 +16,10 @@ import torch.nn as nn
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 
-from mmdisalign.engine.hooks.freeze_hook import DisAlignFreezeHook
-from mmdisalign.engine.stage2_fastpath import (DisAlignStage2FastPathHook,
-                                               disable_stage2_fastpath,
-                                               enable_stage2_fastpath)
+from mmdisalign.engine.hooks import (DisAlignFreezeHook,
+                                     DisAlignStage2FastPathHook,
+                                     disable_stage2_fastpath,
+                                     enable_stage2_fastpath)
 
 
 def freeze(model, **kwargs):
@@ -221,6 +221,7 @@ def test_seg_fast_path_same_gradient_without_aux_head():
     report = enable_stage2_fastpath(model)
     assert 'frozen auxiliary head(s): forward and loss skipped' in \
         report.applied
+    assert 'loss' in model.auxiliary_head.__dict__
     model.train()
     hook.before_train_iter(runner, 1)
     fast_log, fast_grads = run_loss(model, data, seed=7)
@@ -242,6 +243,7 @@ def test_seg_fast_path_same_gradient_without_aux_head():
         torch.testing.assert_close(fast_grads[name], grad, rtol=0, atol=0)
     disable_stage2_fastpath(model)
     assert '_auxiliary_head_forward_train' not in model.__dict__
+    assert 'loss' not in model.auxiliary_head.__dict__
 
 
 def test_seg_trainable_aux_head_is_kept():
@@ -250,6 +252,7 @@ def test_seg_trainable_aux_head_is_kept():
     report = enable_stage2_fastpath(model)
     assert any('auxiliary head: 2 trainable' in s for s in report.skipped)
     assert '_auxiliary_head_forward_train' not in model.__dict__
+    assert 'loss' not in model.auxiliary_head.__dict__
 
 
 # ---------------------------------------------------------------------------

@@ -1,5 +1,11 @@
 """Hooks of mmdisalign, registered in mmengine's root ``HOOKS``."""
 from .data_size_check_hook import DataSizeCheckHook
 from .freeze_hook import DisAlignFreezeHook
+from .stage2_fastpath_hook import (DisAlignStage2FastPathHook,
+                                   disable_stage2_fastpath,
+                                   enable_stage2_fastpath)
 
-__all__ = ['DataSizeCheckHook', 'DisAlignFreezeHook']
+__all__ = [
+    'DataSizeCheckHook', 'DisAlignFreezeHook', 'DisAlignStage2FastPathHook',
+    'enable_stage2_fastpath', 'disable_stage2_fastpath'
+]

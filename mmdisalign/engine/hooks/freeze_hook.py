@@ -1,4 +1,4 @@
-"""Freeze everything learned in stage 1 and train only the calibration."""
+"""Stage 2 of DisAlign: freeze what stage 1 learned, train the calibration."""
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Pattern, Sequence
@@ -11,76 +11,38 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.parallel import DistributedDataParallel
 
+from mmdisalign.models.calibration import is_calibration as _is_calibration
 from ..ddp_rewrap import rewrap_ddp
-from ..stage1_check import (check_stage1_weights, checkpoint_shapes,
-                            model_key)
+from ..stage1_check import (check_stage1_weights, checkpoint_shapes, model_key)
 
 __all__ = ['DisAlignFreezeHook', 'FreezePlan', 'plan_freeze']
 
-#: Norm layers whose train/eval mode the hook manages. Any other module
-#: with ``running_mean`` and ``running_var`` buffers (e.g. mmcv's
-#: ``SyncBatchNorm``) counts too.
+#: Norm layers whose mode the hook manages; any module with
+#: ``running_mean`` and ``running_var`` buffers (mmcv's SyncBN) counts too.
 NORM_TYPES = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 
-#: Frozen keys that may be absent from a stage-1 checkpoint without harm:
-#: ``num_batches_tracked`` only matters to a BN in train mode with
-#: ``momentum=None``, and very old checkpoints lack it.
+#: Frozen keys a stage-1 checkpoint may lack: ``num_batches_tracked`` only
+#: matters to a BN in train mode with ``momentum=None``.
 _ALWAYS_ALLOWED_MISSING = (re.compile(r'(.*\.)?num_batches_tracked$'), )
 
-#: Up to this many trainable tensors are listed by name in the log.
 _MAX_NAMES_LOGGED = 20
 
-#: Key of ``checkpoint['meta']`` that marks a checkpoint written by a stage-2
-#: run (by this hook, or by the cached-feature stage 2).
+#: Key of ``checkpoint['meta']`` marking a checkpoint of a stage-2 run.
 STAGE2_META_KEY = 'mmdisalign_stage2'
 
 
 def _is_norm(module: nn.Module) -> bool:
-    """Whether ``module`` is a normalisation layer."""
     if isinstance(module, NORM_TYPES):
         return True
-    buffers = getattr(module, '_buffers', {})
+    buffers = dict(module.named_buffers(recurse=False))
     return 'running_mean' in buffers and 'running_var' in buffers
 
 
-def _calibration_predicate() -> Callable[[nn.Module], bool]:
-    """Return the "is a calibration module" test of mmdisalign.models.
-
-    Imported lazily so that this module does not depend on the import order
-    of the package. Without the calibration module, nothing is a calibration.
-    """
-    try:
-        from mmdisalign.models import calibration
-    except ImportError:  # pragma: no cover
-        return lambda module: False
-    is_calibration = getattr(calibration, 'is_calibration', None)
-    if is_calibration is not None:
-        return is_calibration
-    base = getattr(calibration, 'BaseCalibration', None)
-    if base is None:  # pragma: no cover
-        return lambda module: False
-    return lambda module: isinstance(module, base)
-
-
-def _compile_patterns(patterns: Any, arg: str) -> List[Pattern]:
-    """Compile a str or a sequence of str into regular expressions."""
+def _patterns(patterns: Any) -> List[Pattern]:
+    """A str or a sequence of str as compiled regular expressions."""
     if isinstance(patterns, str):
         patterns = [patterns]
-    if not isinstance(patterns, (list, tuple)):
-        raise TypeError(f'`{arg}` must be a str or a list of str, but got '
-                        f'{type(patterns).__name__}: {patterns!r}')
-    compiled = []
-    for pattern in patterns:
-        if not isinstance(pattern, str):
-            raise TypeError(f'`{arg}` must hold str patterns, but got '
-                            f'{type(pattern).__name__}: {pattern!r}')
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error as e:
-            raise ValueError(
-                f'`{arg}` holds an invalid regular expression {pattern!r}: '
-                f'{e}') from e
-    return compiled
+    return [re.compile(p) for p in patterns]
 
 
 def _within(name: str, prefixes: Sequence[str]) -> bool:
@@ -91,17 +53,11 @@ def _within(name: str, prefixes: Sequence[str]) -> bool:
 
 @dataclass
 class FreezePlan:
-    """Which tensors of a model stage 2 trains, freezes or must load.
+    """What stage 2 trains, freezes and must load, by name.
 
-    Attributes:
-        trainable (list[str]): Parameters that keep ``requires_grad=True``.
-        frozen (list[str]): All other parameters.
-        calibrations (list[str]): Names of the calibration modules.
-        frozen_norms (dict[str, nn.Module]): Norm layers of the frozen part.
-        required (dict[str, tuple]): Shape of every tensor that must come
-            from the stage-1 checkpoint: the parameters frozen by the hook
-            and the persistent buffers of the frozen norm layers.
-        numel (dict[str, int]): Number of elements of every parameter.
+    ``required`` maps every tensor the stage-1 checkpoint must supply
+    (frozen parameters, persistent buffers of frozen norm layers) to its
+    shape; ``numel`` gives the size of every parameter.
     """
     trainable: List[str] = field(default_factory=list)
     frozen: List[str] = field(default_factory=list)
@@ -112,12 +68,10 @@ class FreezePlan:
 
     @property
     def num_trainable_elements(self) -> int:
-        """int: Number of trainable parameter elements."""
         return sum(self.numel[n] for n in self.trainable)
 
     @property
     def num_frozen_elements(self) -> int:
-        """int: Number of frozen parameter elements."""
         return sum(self.numel[n] for n in self.frozen)
 
 
@@ -128,59 +82,48 @@ def plan_freeze(
                                       bool]] = None) -> FreezePlan:
     """Decide what stage 2 trains, without changing the model.
 
-    A parameter stays trainable if it belongs to a calibration module or its
-    full name matches (``re.match``, i.e. anchored at the start) one of the
-    ``trainable`` patterns, and it requires grad already. A norm layer is
-    part of the frozen part unless it lies inside a calibration module, owns
-    a trainable parameter, or (parameter-free) its name matches a pattern.
+    A parameter stays trainable if it requires grad and belongs to a
+    calibration module or matches (``re.match``) a ``trainable`` pattern.
+    A norm layer is frozen unless it lies in a calibration, owns a
+    trainable parameter or (parameter-free) matches a pattern.
 
     Args:
         model (nn.Module): The bare (unwrapped) model.
-        trainable (Sequence[re.Pattern]): Extra parameters to keep
-            trainable. Defaults to ().
-        is_calibration (Callable, optional): Test for calibration modules.
-            Defaults to None (the one of ``mmdisalign.models.calibration``).
+        trainable (Sequence[re.Pattern]): Further parameters to train.
+            Defaults to ().
+        is_calibration (Callable, optional): Test for calibration
+            modules. Defaults to :func:`mmdisalign.models.is_calibration`.
 
     Returns:
         FreezePlan: The decision.
-
-    Raises:
-        ValueError: If a pattern matches no parameter, or nothing is left to
-            train.
     """
-    if is_calibration is None:
-        is_calibration = _calibration_predicate()
+    is_calibration = is_calibration or _is_calibration
     plan = FreezePlan()
     plan.calibrations = [
         name for name, module in model.named_modules()
         if is_calibration(module)
     ]
     hits = [0] * len(trainable)
-    kept = set()
     for name, param in model.named_parameters():
         plan.numel[name] = param.numel()
-        matched = False
-        for i, pattern in enumerate(trainable):
-            if pattern.match(name):
-                hits[i] += 1
-                matched = True
-        if matched or _within(name, plan.calibrations):
-            kept.add(name)
-            if param.requires_grad:
-                plan.trainable.append(name)
-                continue
+        matched = [i for i, p in enumerate(trainable) if p.match(name)]
+        for i in matched:
+            hits[i] += 1
+        kept = bool(matched) or _within(name, plan.calibrations)
+        if kept and param.requires_grad:
+            plan.trainable.append(name)
+            continue
         plan.frozen.append(name)
-        if name not in kept:
+        if not kept:
             plan.required[name] = tuple(param.shape)
 
     unmatched = [p.pattern for p, n in zip(trainable, hits) if n == 0]
     if unmatched:
-        names = list(plan.numel)
         raise ValueError(
             f'DisAlignFreezeHook: the `trainable` pattern(s) {unmatched} '
             f'match no parameter of {type(model).__name__} (patterns are '
             'matched with re.match against full parameter names, e.g. '
-            f'{names[:5]}).')
+            f'{list(plan.numel)[:5]}).')
     if not plan.trainable:
         raise ValueError(
             f'DisAlignFreezeHook: nothing to train in {type(model).__name__}. '
@@ -198,10 +141,8 @@ def plan_freeze(
     for name, module in model.named_modules():
         if not _is_norm(module) or _within(name, plan.calibrations):
             continue
-        own = [
-            f'{name}.{n}' if name else n
-            for n, _ in module.named_parameters(recurse=False)
-        ]
+        prefix = f'{name}.' if name else ''
+        own = [prefix + n for n, _ in module.named_parameters(recurse=False)]
         if own:
             frozen = not any(n in trainable_set for n in own)
         else:
@@ -210,117 +151,73 @@ def plan_freeze(
         if not frozen:
             continue
         plan.frozen_norms[name] = module
+        persistent = module.state_dict(keep_vars=True)
         for bname, buf in module.named_buffers(recurse=False):
-            if buf is None or bname in module._non_persistent_buffers_set:
-                continue
-            plan.required[f'{name}.{bname}' if name else bname] = tuple(
-                buf.shape)
+            if buf is not None and bname in persistent:
+                plan.required[prefix + bname] = tuple(buf.shape)
     return plan
-
-
-def _optimizer_param_ids(optim_wrapper: Any) -> Optional[set]:
-    """Ids of the parameters an optim wrapper updates (None if unknown)."""
-    wrappers = optim_wrapper.values() if hasattr(
-        optim_wrapper, 'optim_wrappers') else [optim_wrapper]
-    ids = set()
-    for wrapper in wrappers:
-        optimizer = getattr(wrapper, 'optimizer', None)
-        if optimizer is None:
-            return None
-        for group in optimizer.param_groups:
-            ids.update(id(p) for p in group['params'])
-    return ids
 
 
 @HOOKS.register_module()
 class DisAlignFreezeHook(Hook):
     """Stage 2 of DisAlign: train the calibration, freeze all the rest.
 
-    In ``before_train`` (after ``load_from``/``resume`` was applied) the hook
-
-    1. sets ``requires_grad=False`` on every parameter except those of the
-       calibration modules (subclasses of ``BaseCalibration``) and those
-       whose full name matches one of ``trainable`` (``re.match``);
-    2. checks that the stage-1 checkpoint supplied every frozen parameter
-       and the running statistics of every frozen norm layer, with the right
-       shapes (``check_stage1``);
-    3. puts the norm layers of the frozen part in eval mode, so that their
-       running statistics stay the stage-1 ones; it does it again before
-       every iteration, because the train loops call ``model.train()``
-       (``IterBasedTrainLoop`` before every iteration, ``EpochBasedTrainLoop``
-       before every epoch, and after each validation);
-    4. rebuilds the ``DistributedDataParallel`` wrapper, so that DDP
-       registers only the trainable parameters (see
-       :mod:`mmdisalign.engine.ddp_rewrap`);
-    5. logs how many tensors and elements are trainable and frozen.
-
-    The optimizer keeps the frozen parameters in its groups; they never get
-    a gradient, so SGD and AdamW skip them (weight decay included).
+    In ``before_train`` (after ``load_from`` / ``resume``) the hook sets
+    ``requires_grad=False`` on every parameter outside the calibration
+    modules and the ``trainable`` patterns, checks that the stage-1
+    checkpoint supplied every frozen tensor with its shape, puts the frozen
+    norm layers in eval mode (again before every iteration: the loops call
+    ``model.train()``), rebuilds the DDP wrapper so that it registers only
+    the trainable parameters, and logs the counts. The optimizer keeps the
+    frozen parameters; they never get a gradient, so SGD and AdamW skip
+    them. See docs/stage2.md.
 
     Args:
-        trainable (Sequence[str]): Regular expressions of further parameters
-            to train, matched with ``re.match`` against full parameter names
-            of the bare model, e.g. ``['head.fc']`` to retrain a classifier
-            (cRT). Every pattern must match at least one parameter.
+        trainable (Sequence[str]): Regular expressions (``re.match``, full
+            parameter names of the bare model) of further parameters to
+            train, e.g. ``['head.fc']`` for cRT. Each must match.
             Defaults to ().
-        freeze_norm (bool): Keep the norm layers of the frozen part in eval
-            mode. Norm layers inside trainable parts (e.g. in the
-            calibration's confidence branch) stay in train mode. Defaults to
-            True.
-        check_stage1 (bool): Stop with an error when no checkpoint was loaded
-            or when it lacks frozen tensors or has other shapes for them.
+        freeze_norm (bool): Keep the frozen norm layers in eval mode.
             Defaults to True.
-        allow_missing (Sequence[str]): Regular expressions (``re.match``) of
-            frozen keys that may be absent from the stage-1 checkpoint (their
-            shape is still checked when present). Defaults to ().
-        reinit (Sequence[str]): Regular expressions (``re.match``) of
-            stage-1 checkpoint keys to drop before loading, so that those
-            parameters keep the values of ``init_weights`` (e.g.
-            ``['head.fc']`` for cRT, which re-initialises the classifier
-            before re-training it). They must be trainable. Applied only to
-            a stage-1 checkpoint: a checkpoint written by a stage-2 run (a
-            resumed run; marked in ``meta['mmdisalign_stage2']``) loads
-            whole. Every pattern must match at least one key. Defaults to
-            ().
-
-    Examples:
-        >>> load_from = 'work_dirs/stage1/epoch_90.pth'
-        >>> custom_hooks = [dict(type='DisAlignFreezeHook')]
-        >>> # cRT: re-initialise and re-train the classifier
-        >>> custom_hooks = [dict(type='DisAlignFreezeHook',
-        ...                      trainable=['head.fc'], reinit=['head.fc'])]
+        check_stage1 (bool): Stop when no checkpoint was loaded or it lacks
+            frozen tensors or has other shapes. Defaults to True.
+        allow_missing (Sequence[str]): Regular expressions of frozen keys
+            the checkpoint may lack (shapes still checked). Defaults to ().
+        reinit (Sequence[str]): Regular expressions of stage-1 checkpoint
+            keys dropped before loading, so they keep ``init_weights``
+            (cRT: ``['head.fc']``); they must be trainable and each must
+            match. A checkpoint of a stage-2 run (``meta`` marked by this
+            hook) loads whole. Defaults to ().
     """
 
     priority = 'NORMAL'
 
-    def __init__(self,
-                 trainable: Sequence[str] = (),
-                 freeze_norm: bool = True,
-                 check_stage1: bool = True,
-                 allow_missing: Sequence[str] = (),
-                 reinit: Sequence[str] = ()) -> None:
-        self.trainable = _compile_patterns(trainable, 'trainable')
-        self.allow_missing = _compile_patterns(allow_missing, 'allow_missing')
-        self.reinit = _compile_patterns(reinit, 'reinit')
+    def __init__(
+        self,
+        trainable: Sequence[str] = (),
+        freeze_norm: bool = True,
+        check_stage1: bool = True,
+        allow_missing: Sequence[str] = (),
+        reinit: Sequence[str] = ()
+    ) -> None:
+        self.trainable = _patterns(trainable)
+        self.allow_missing = _patterns(allow_missing)
+        self.reinit = _patterns(reinit)
+        self.freeze_norm = freeze_norm
+        self.check_stage1 = check_stage1
         #: Checkpoint keys dropped by ``reinit`` at the last load.
         self.reinitialized: List[str] = []
-        self.freeze_norm = bool(freeze_norm)
-        self.check_stage1 = bool(check_stage1)
         self.plan: Optional[FreezePlan] = None
         self._loaded_shapes: Optional[Dict[str, Optional[tuple]]] = None
         self._loaded_meta: Dict[str, Any] = {}
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Record the keys and shapes of the checkpoint being loaded.
+        """Record the checkpoint's keys and shapes; apply ``reinit``.
 
-        Called by ``Runner.load_checkpoint`` (``load_from`` and ``resume``)
-        before it copies the weights into the model.
-
-        Args:
-            runner (Runner): The runner.
-            checkpoint (dict): The loaded checkpoint.
+        ``Runner.load_checkpoint`` (``load_from`` and ``resume``) calls it
+        before copying the weights.
         """
-        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else {}
+        meta = checkpoint.get('meta')
         self._loaded_meta = meta if isinstance(meta, dict) else {}
         self.reinitialized = []
         if self.reinit:
@@ -328,22 +225,14 @@ class DisAlignFreezeHook(Hook):
         self._loaded_shapes = checkpoint_shapes(checkpoint)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Mark the checkpoint as written by stage 2.
-
-        A resumed run then loads it whole (``reinit`` applies to stage-1
-        checkpoints only).
-
-        Args:
-            runner (Runner): The runner.
-            checkpoint (dict): The checkpoint being saved.
-        """
+        """Mark the checkpoint as written by stage 2 (a resumed run then
+        loads it whole)."""
         meta = checkpoint.setdefault('meta', {})
         meta.setdefault(
             STAGE2_META_KEY,
             dict(path='runner', reinit=[p.pattern for p in self.reinit]))
 
     def _drop_reinit_keys(self, runner, checkpoint: dict) -> None:
-        """Remove the ``reinit`` keys from a stage-1 checkpoint."""
         if STAGE2_META_KEY in self._loaded_meta:
             runner.logger.info(
                 'DisAlignFreezeHook: the checkpoint was written by a stage-2 '
@@ -373,11 +262,7 @@ class DisAlignFreezeHook(Hook):
             f'stage-1 checkpoint): {", ".join(self.reinitialized)}')
 
     def before_train(self, runner) -> None:
-        """Freeze, check the stage-1 weights, set norm modes, re-wrap DDP.
-
-        Args:
-            runner (Runner): The runner.
-        """
+        """Freeze, check the stage-1 weights, set norm modes, re-wrap DDP."""
         wrapped = is_model_wrapper(runner.model)
         model = runner.model.module if wrapped else runner.model
         plan = plan_freeze(model, self.trainable)
@@ -397,8 +282,8 @@ class DisAlignFreezeHook(Hook):
         self.plan = plan
         self._set_norm_modes()
 
-        # Also when nothing changed here: DDP may have registered parameters
-        # that something else froze after wrapping; re-wrapping is cheap.
+        # Even when nothing changed here: DDP may have registered
+        # parameters that something else froze after wrapping.
         if plan.frozen and isinstance(runner.model, DistributedDataParallel):
             if rewrap_ddp(runner):
                 runner.logger.info(
@@ -419,29 +304,20 @@ class DisAlignFreezeHook(Hook):
                           runner,
                           batch_idx: int,
                           data_batch: Any = None) -> None:
-        """Put the frozen norm layers back in eval mode.
-
-        The train loops call ``model.train()`` before iterations, and the
-        validation loop calls ``model.eval()``; this runs after both and
-        right before the forward pass.
-
-        Args:
-            runner (Runner): The runner.
-            batch_idx (int): Index of the batch.
-            data_batch (Any): The batch. Defaults to None.
-        """
+        """Frozen norm layers back to eval mode (after the loop's
+        ``model.train()``)."""
         self._set_norm_modes()
 
     def _set_norm_modes(self) -> None:
-        """Switch the frozen norm layers to eval mode (if ``freeze_norm``)."""
         if self.freeze_norm and self.plan is not None:
             for module in self.plan.frozen_norms.values():
                 module.eval()
 
     def _source(self, runner) -> str:
-        """Describe the checkpoint the runner loaded or should have loaded."""
-        load_from = getattr(runner, '_load_from', None)
-        if getattr(runner, '_resume', False):
+        """The checkpoint the config loads, for messages."""
+        cfg = getattr(runner, 'cfg', None) or {}
+        load_from = cfg.get('load_from')
+        if cfg.get('resume', False):
             where = (f'resume from {load_from!r}' if load_from else
                      'auto-resume from the latest checkpoint in work_dir '
                      f'{runner.work_dir!r}')
@@ -457,13 +333,13 @@ class DisAlignFreezeHook(Hook):
     def _check_stage1(self, runner, plan: FreezePlan) -> None:
         """Raise unless a checkpoint supplied every frozen tensor."""
         if self._loaded_shapes is None:
-            if getattr(runner, '_resume', False) and getattr(
-                    runner, '_load_from', None) is None:
+            cfg = getattr(runner, 'cfg', None) or {}
+            if cfg.get('resume', False) and cfg.get('load_from') is None:
                 why = ('resume=True found no checkpoint in work_dir '
                        f'{runner.work_dir!r} and `load_from` is not set')
             else:
                 why = ('no checkpoint was loaded: `load_from` is '
-                       f'{getattr(runner, "_load_from", None)!r}')
+                       f'{cfg.get("load_from")!r}')
             raise ValueError(
                 f'DisAlignFreezeHook: {why}. Stage 2 needs the stage-1 '
                 'weights: set `load_from` to the stage-1 checkpoint (e.g. '
@@ -474,11 +350,9 @@ class DisAlignFreezeHook(Hook):
             plan.required,
             self._loaded_shapes,
             source=self._source(runner),
-            allow_missing=list(self.allow_missing) +
-            list(_ALWAYS_ALLOWED_MISSING))
+            allow_missing=self.allow_missing + list(_ALWAYS_ALLOWED_MISSING))
 
     def _log_plan(self, runner, plan: FreezePlan) -> None:
-        """Log the trainable and frozen counts."""
         norm_state = ('kept in eval mode' if self.freeze_norm else
                       'left in train mode (freeze_norm=False)')
         runner.logger.info(
@@ -495,13 +369,20 @@ class DisAlignFreezeHook(Hook):
     @staticmethod
     def _check_optimizer(runner, plan: FreezePlan,
                          params: Dict[str, nn.Parameter]) -> None:
-        """Warn about trainable parameters that no optimizer updates."""
+        """Warn about trainable parameters no optimizer updates (e.g. left
+        out by a ``paramwise_cfg``)."""
         optim_wrapper = getattr(runner, 'optim_wrapper', None)
         if optim_wrapper is None or isinstance(optim_wrapper, dict):
             return
-        ids = _optimizer_param_ids(optim_wrapper)
-        if ids is None:
-            return
+        # An OptimWrapperDict is a mapping of OptimWrappers.
+        wrappers = optim_wrapper.values() if hasattr(
+            optim_wrapper, 'optim_wrappers') else [optim_wrapper]
+        ids = {
+            id(p)
+            for wrapper in wrappers
+            for group in wrapper.optimizer.param_groups
+            for p in group['params']
+        }
         orphans = [n for n in plan.trainable if id(params[n]) not in ids]
         if orphans:
             runner.logger.warning(

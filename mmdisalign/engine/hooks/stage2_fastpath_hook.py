@@ -1,48 +1,19 @@
 """Stage-2 fast path: skip the work that cannot change a stage-2 update.
 
-After :class:`~mmdisalign.engine.hooks.DisAlignFreezeHook` has frozen
-everything but the calibration, parts of the training forward produce
-nothing the update depends on:
-
-- ``extract_feat``: when the backbone and the neck are entirely frozen, it
-  runs under ``torch.no_grad()``. Autograd would record nothing there
-  anyway as long as the input does not require grad; this makes sure of it
-  (no graph, no saved activations, whatever the input).
-- mmseg auxiliary heads (``EncoderDecoder._auxiliary_head_forward_train``):
-  an entirely frozen auxiliary head on frozen features gives a loss without
-  gradient (the DisAlign configs even set its weight to 0); its forward,
-  full-resolution resize and cross-entropy are skipped.
-- mmdet mask branch (``StandardRoIHead.mask_loss`` /
-  ``CascadeRoIHead.mask_loss``): with the mask RoI extractor and the mask
-  head entirely frozen, the mask loss has no gradient; the mask forward,
-  the mask targets and the loss are skipped.
-- mmdet RPN loss (opt-in, ``skip_rpn_loss=True``): with a frozen RPN only
-  its proposals matter; its anchor assignment, sampling and losses are
-  skipped and the proposals are made from the same forward with the same
-  ``rpn_proposal`` config. The RPN sampler draws random numbers, so this
-  shifts the random stream seen by the RoI sampler: the run is then
-  equivalent in distribution to the full one, not bitwise equal.
-
-Every other step keeps its numbers: for the same batch and random state the
-calibration gets the same gradient, and the loss terms that carry it keep
-their values (the skipped terms disappear from the logged loss dict, so the
-logged total ``loss`` then counts only the terms with a gradient). A rule is
-applied only where its condition holds, judged from ``requires_grad`` after
-freezing; anything trainable in a part keeps that part on the full path.
-
-Use it with :func:`enable_stage2_fastpath` (after freezing), or in a config,
-after the freeze hook (``import mmdisalign`` registers the hook; the
-shipped ADE20K and LVIS stage-2 configs use it)::
-
-    custom_hooks = [
-        dict(type='DisAlignFreezeHook'),
-        dict(type='DisAlignStage2FastPathHook'),
-    ]
+After :class:`DisAlignFreezeHook`, each rule overrides a public method of
+the model instance where its condition holds (judged from
+``requires_grad``): ``extract_feat`` under ``torch.no_grad()`` with a
+frozen backbone and neck; no ``loss`` from a frozen mmseg auxiliary head;
+no ``mask_loss`` from a frozen mmdet mask branch; opt-in
+(``skip_rpn_loss``), proposals without losses from a frozen mmdet RPN, which
+changes the random stream of the RoI sampler (equivalent in distribution,
+not bitwise). Otherwise the calibration gets the same gradient; skipped
+terms leave the logged loss dict. See docs/performance.md.
 """
 import functools
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional
+from typing import Callable, List, Optional
 
 import torch
 import torch.nn as nn
@@ -55,23 +26,17 @@ __all__ = [
     'DisAlignStage2FastPathHook'
 ]
 
-#: Attribute of a patched module that lists the names it overrides.
+#: Attribute of a patched module listing the methods it overrides.
 _PATCHED = '_disalign_fastpath_patched'
 
 
 @dataclass
 class Stage2FastPath:
-    """What :func:`enable_stage2_fastpath` did to a model.
-
-    Attributes:
-        applied (list[str]): One line per rule applied.
-        skipped (list[str]): One line per rule not applied, with the reason.
-    """
+    """What :func:`enable_stage2_fastpath` applied, and what not and why."""
     applied: List[str] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        """Both lists in one readable string."""
         parts = ['applied: ' + ('; '.join(self.applied) or 'nothing')]
         if self.skipped:
             parts.append('not applied: ' + '; '.join(self.skipped))
@@ -79,26 +44,27 @@ class Stage2FastPath:
 
 
 def _trainable(root: nn.Module, *names: str) -> List[str]:
-    """Full names of the parameters under the submodules ``names`` of
-    ``root`` (absent ones ignored) that require grad."""
+    """Trainable parameters under the submodules ``names`` of ``root``."""
     found = []
     for name in names:
         module = getattr(root, name, None)
-        if not isinstance(module, nn.Module):
-            continue
-        found += [
-            f'{name}.{n}' for n, p in module.named_parameters()
-            if p.requires_grad
-        ]
+        if isinstance(module, nn.Module):
+            found += [
+                f'{name}.{n}' for n, p in module.named_parameters()
+                if p.requires_grad
+            ]
     return found
 
 
-def _patch(obj: Any, name: str, func: Callable) -> None:
-    """Override method ``name`` of the instance ``obj`` by ``func``."""
+def _patch(obj: nn.Module, name: str, func: Callable) -> None:
     setattr(obj, name, types.MethodType(func, obj))
     patched = obj.__dict__.setdefault(_PATCHED, [])
     if name not in patched:
         patched.append(name)
+
+
+def _no_loss(self, *args, **kwargs) -> dict:
+    return dict()
 
 
 def _no_grad_extract_feat(model: nn.Module, report: Stage2FastPath) -> None:
@@ -127,8 +93,7 @@ def _no_grad_extract_feat(model: nn.Module, report: Stage2FastPath) -> None:
 
 
 def _skip_frozen_aux_heads(model: nn.Module, report: Stage2FastPath) -> None:
-    if not (getattr(model, 'with_auxiliary_head', False)
-            and hasattr(model, '_auxiliary_head_forward_train')):
+    if not getattr(model, 'with_auxiliary_head', False):
         return
     live = _trainable(model, 'auxiliary_head')
     if live:
@@ -136,32 +101,21 @@ def _skip_frozen_aux_heads(model: nn.Module, report: Stage2FastPath) -> None:
             f'auxiliary head: {len(live)} trainable tensors (e.g. '
             f'{live[0]})')
         return
-
-    def _auxiliary_head_forward_train(self, inputs, data_samples):
-        return dict()
-
-    _patch(model, '_auxiliary_head_forward_train',
-           _auxiliary_head_forward_train)
+    heads = model.auxiliary_head
+    for head in heads if isinstance(heads, nn.ModuleList) else [heads]:
+        _patch(head, 'loss', _no_loss)
     report.applied.append('frozen auxiliary head(s): forward and loss '
                           'skipped')
-
-
-def _mmdet_roi_heads():
-    """mmdet's RoI head classes whose ``loss`` use ``mask_loss`` as
-    ``mask_loss(...)['loss_mask']`` (empty tuple without mmdet)."""
-    try:
-        from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
-    except ImportError:  # pragma: no cover
-        return ()
-    return (StandardRoIHead, CascadeRoIHead)
 
 
 def _skip_frozen_mask_branch(model: nn.Module, report: Stage2FastPath) -> None:
     roi_head = getattr(model, 'roi_head', None)
     if roi_head is None or not getattr(roi_head, 'with_mask', False):
         return
-    known = _mmdet_roi_heads()
-    # Exactly these classes: a subclass may use mask_loss differently.
+    # Only mmdet models get here; exactly these classes use mask_loss as
+    # `mask_loss(...)['loss_mask']` (a subclass may use it differently).
+    from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
+    known = (StandardRoIHead, CascadeRoIHead)
     if type(roi_head) not in known:
         report.skipped.append(
             f'mask branch: {type(roi_head).__name__} is not one of '
@@ -195,9 +149,8 @@ def _skip_frozen_rpn_loss(model: nn.Module, report: Stage2FastPath) -> None:
 
     def loss_and_predict(self, x, batch_data_samples, proposal_cfg=None):
         metas = [s.metainfo for s in batch_data_samples]
-        outs = self(x)
         results = self.predict_by_feat(
-            *outs, batch_img_metas=metas, cfg=proposal_cfg, rescale=False)
+            *self(x), batch_img_metas=metas, cfg=proposal_cfg, rescale=False)
         return dict(), results
 
     _patch(rpn_head, 'loss_and_predict', loss_and_predict)
@@ -209,17 +162,13 @@ def enable_stage2_fastpath(model: nn.Module,
                            skip_rpn_loss: bool = False) -> Stage2FastPath:
     """Apply the stage-2 fast path to an already frozen model.
 
-    Call it after freezing (``DisAlignFreezeHook.before_train``). It only
-    overrides methods of this model instance (undo with
-    :func:`disable_stage2_fastpath`).
-
     Args:
         model (nn.Module): The bare or wrapped stage-2 model.
-        skip_rpn_loss (bool): Also skip the loss of a frozen mmdet RPN
-            (see the module docstring). Defaults to False.
+        skip_rpn_loss (bool): Also skip the loss of a frozen mmdet RPN.
+            Defaults to False.
 
     Returns:
-        Stage2FastPath: What was applied and what was not, and why.
+        Stage2FastPath: What was applied, and what not and why.
     """
     if is_model_wrapper(model):
         model = model.module
@@ -234,11 +183,7 @@ def enable_stage2_fastpath(model: nn.Module,
 
 
 def disable_stage2_fastpath(model: nn.Module) -> None:
-    """Remove every override :func:`enable_stage2_fastpath` installed.
-
-    Args:
-        model (nn.Module): The bare or wrapped model.
-    """
+    """Remove every override :func:`enable_stage2_fastpath` installed."""
     if is_model_wrapper(model):
         model = model.module
     for module in model.modules():
@@ -248,39 +193,26 @@ def disable_stage2_fastpath(model: nn.Module) -> None:
 
 @HOOKS.register_module()
 class DisAlignStage2FastPathHook(Hook):
-    """Apply :func:`enable_stage2_fastpath` when stage-2 training starts.
+    """Apply :func:`enable_stage2_fastpath` when stage-2 training starts and
+    remove it after training (validation and testing are untouched).
 
-    Put it after :class:`DisAlignFreezeHook` (its priority,
-    ``'BELOW_NORMAL'``, runs it after a ``'NORMAL'`` freeze hook). It
-    logs what it applied and removes the overrides after training, so
-    validation and testing are untouched.
+    Its priority, ``'BELOW_NORMAL'``, runs it after the freeze hook.
 
     Args:
         skip_rpn_loss (bool): Also skip the loss of a frozen mmdet RPN
-            (equivalent in distribution, not bitwise: see
-            :mod:`mmdisalign.engine.stage2_fastpath`). Defaults to False.
+            (equivalent in distribution, not bitwise). Defaults to False.
     """
 
     priority = 'BELOW_NORMAL'
 
     def __init__(self, skip_rpn_loss: bool = False) -> None:
-        self.skip_rpn_loss = bool(skip_rpn_loss)
+        self.skip_rpn_loss = skip_rpn_loss
         self.report: Optional[Stage2FastPath] = None
 
     def before_train(self, runner) -> None:
-        """Install the overrides on the (frozen) model.
-
-        Args:
-            runner (Runner): The runner.
-        """
         self.report = enable_stage2_fastpath(runner.model, self.skip_rpn_loss)
         runner.logger.info('DisAlignStage2FastPathHook: ' +
                            self.report.summary())
 
     def after_train(self, runner) -> None:
-        """Remove the overrides.
-
-        Args:
-            runner (Runner): The runner.
-        """
         disable_stage2_fastpath(runner.model)
