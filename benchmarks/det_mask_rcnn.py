@@ -42,9 +42,9 @@ import _bench_utils as bu  # noqa: E402
 
 CONFIG_DIR = os.path.join(bu._ROOT, 'configs', 'det', 'mask_rcnn')
 CONFIGS = dict(
-    upstream=os.path.join(CONFIG_DIR, 'mask-rcnn_r50_fpn_ms-180k_lvis-v1.py'),
+    upstream=os.path.join(CONFIG_DIR, 'mask-rcnn_r50_fpn_8xb2-ms-180k_lvis-v1.py'),
     disalign=os.path.join(CONFIG_DIR,
-                          'mask-rcnn_r50_fpn_ms-9k_lvis-v1_disalign.py'))
+                          'mask-rcnn_r50_fpn_8xb2-ms-9k_lvis-v1_disalign.py'))
 
 
 def add_args(parser) -> None:

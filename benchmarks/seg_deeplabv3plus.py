@@ -33,7 +33,7 @@ import _bench_utils as bu  # noqa: E402
 
 STAGE2_CONFIG = os.path.join(
     bu._ROOT, 'configs', 'seg',
-    'deeplabv3plus-disalign_r50-d8_8xb4-4k_ade20k-512x512.py')
+    'deeplabv3plus_r50-d8_8xb4-4k_ade20k-512x512_disalign.py')
 STAGE1_CONFIG = ('deeplabv3plus/'
                  'deeplabv3plus_r50-d8_4xb4-160k_ade20k-512x512.py')
 
