@@ -45,7 +45,5 @@ model = dict(
         num_classes=num_classes, loss_decode=dict(loss_weight=0.0)))
 
 val_evaluator = dict(
-    type='HeadBodyTailIoUMetric',
-    class_freq=class_freq,
-    iou_metrics=['mIoU'])
+    type='HeadBodyTailIoUMetric', class_freq=class_freq, iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
