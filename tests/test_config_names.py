@@ -76,7 +76,8 @@ def test_name_follows_the_scheme(path):
     name = rel(path)
     if name in ALIASES:
         # Nothing but `_base_ = './<canonical name>'`.
-        tree = ast.parse(open(path).read())
+        with open(path) as f:
+            tree = ast.parse(f.read())
         expected = f"_base_ = './{osp.basename(ALIASES[name])}'"
         assert [ast.unparse(node) for node in tree.body] == [expected]
         assert NAME.fullmatch(osp.basename(ALIASES[name]))
