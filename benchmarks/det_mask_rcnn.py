@@ -3,11 +3,13 @@
 Models (random weights; nothing is downloaded), built from the shipped
 configs:
 
-- upstream / stage 1: ``configs/det/mask_rcnn/mask-rcnn_r50_fpn_ms-180k_
-  lvis-v1.py`` (mmdet's LVIS v1 Mask R-CNN, ``Shared2FCBBoxHead``, 1203
-  classes, 300 detections per image at score threshold 1e-4);
-- DisAlign / stage 2: ``configs/det/mask_rcnn/mask-rcnn_r50_fpn_ms-9k_
-  lvis-v1_disalign.py`` (``DisAlignShared2FCBBoxHead``, GRW rho 0.8 on an
+- upstream / stage 1: ``configs/det/mask_rcnn/``
+  ``mask-rcnn_r50_fpn_8xb2-ms-180k_lvis-v1.py`` (mmdet's LVIS v1 Mask
+  R-CNN, ``Shared2FCBBoxHead``, 1203 classes, 300 detections per image at
+  score threshold 1e-4);
+- DisAlign / stage 2: ``configs/det/mask_rcnn/``
+  ``mask-rcnn_r50_fpn_8xb2-ms-9k_lvis-v1_disalign.py``
+  (``DisAlignShared2FCBBoxHead``, GRW rho 0.8 on an
   LVIS-like image-count profile, SGD lr 0.02, momentum 0.9, wd 1e-4),
   frozen by ``DisAlignFreezeHook``.
 
@@ -42,9 +44,10 @@ import _bench_utils as bu  # noqa: E402
 
 CONFIG_DIR = os.path.join(bu._ROOT, 'configs', 'det', 'mask_rcnn')
 CONFIGS = dict(
-    upstream=os.path.join(CONFIG_DIR, 'mask-rcnn_r50_fpn_ms-180k_lvis-v1.py'),
+    upstream=os.path.join(CONFIG_DIR,
+                          'mask-rcnn_r50_fpn_8xb2-ms-180k_lvis-v1.py'),
     disalign=os.path.join(CONFIG_DIR,
-                          'mask-rcnn_r50_fpn_ms-9k_lvis-v1_disalign.py'))
+                          'mask-rcnn_r50_fpn_8xb2-ms-9k_lvis-v1_disalign.py'))
 
 
 def add_args(parser) -> None:

@@ -6,8 +6,9 @@ configs with SyncBN replaced by BN (one process, CPU):
 - upstream / stage 1: mmseg's
   ``deeplabv3plus/deeplabv3plus_r50-d8_4xb4-160k_ade20k-512x512.py``
   (DepthwiseSeparableASPPHead + FCN auxiliary head, loss weight 0.4);
-- DisAlign / stage 2: ``configs/seg/deeplabv3plus-disalign_r50-d8_8xb4-4k_
-  ade20k-512x512.py`` (``DisAlignDepthwiseSeparableASPPHead`` with the
+- DisAlign / stage 2: ``configs/seg/``
+  ``deeplabv3plus_r50-d8_8xb4-4k_ade20k-512x512_disalign.py``
+  (``DisAlignDepthwiseSeparableASPPHead`` with the
   reference confidence, GRW loss rho 0.2 over all pixels on an
   ADE20K-like pixel-ratio profile, auxiliary loss weight 0, SGD lr 0.01,
   momentum 0.9, wd 5e-4), frozen by ``DisAlignFreezeHook``.
@@ -33,7 +34,7 @@ import _bench_utils as bu  # noqa: E402
 
 STAGE2_CONFIG = os.path.join(
     bu._ROOT, 'configs', 'seg',
-    'deeplabv3plus-disalign_r50-d8_8xb4-4k_ade20k-512x512.py')
+    'deeplabv3plus_r50-d8_8xb4-4k_ade20k-512x512_disalign.py')
 STAGE1_CONFIG = ('deeplabv3plus/'
                  'deeplabv3plus_r50-d8_4xb4-160k_ade20k-512x512.py')
 

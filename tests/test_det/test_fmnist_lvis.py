@@ -25,8 +25,9 @@ from mmdisalign.det.lvis_stats import category_stats
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 FMNIST = '/usr/share/datasets/fashion-mnist'
 TOY = osp.join(REPO, 'configs', 'det', 'fmnist')
-STAGE1 = osp.join(TOY, 'mask-rcnn_r18-w16_fpn_2k_fmnist-lvis.py')
-STAGE2 = osp.join(TOY, 'mask-rcnn_r18-w16_fpn_500_fmnist-lvis_disalign.py')
+STAGE1 = osp.join(TOY, 'mask-rcnn_r18-w16_fpn_1xb2-2k_fmnist-lvis.py')
+STAGE2 = osp.join(TOY,
+                  'mask-rcnn_r18-w16_fpn_1xb2-500_fmnist-lvis_disalign.py')
 THRESHOLD = 40
 
 pytestmark = pytest.mark.skipif(

@@ -19,10 +19,9 @@ from mmdisalign.utils.class_freq import load_class_freq_meta
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'seg')
-STAGE1 = osp.join(CONFIG_DIR,
-                  'fcn_r18-tiny-d8_1xb4-3k_fmnist-scenes-64x64.py')
+STAGE1 = osp.join(CONFIG_DIR, 'fcn_r18-w16-d8_1xb4-3k_fmnist-scenes-64x64.py')
 STAGE2 = osp.join(CONFIG_DIR,
-                  'fcn-disalign_r18-tiny-d8_1xb4-400_fmnist-scenes-64x64.py')
+                  'fcn_r18-w16-d8_1xb4-400_fmnist-scenes-64x64_disalign.py')
 FMNIST_DIR = '/usr/share/datasets/fashion-mnist'
 
 

@@ -22,40 +22,40 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'seg')
 CONFIGS = sorted(
     osp.basename(p) for p in glob.glob(osp.join(CONFIG_DIR, '*.py')))
-TOY_STAGE1 = 'fcn_r18-tiny-d8_1xb4-3k_fmnist-scenes-64x64.py'
+TOY_STAGE1 = 'fcn_r18-w16-d8_1xb4-3k_fmnist-scenes-64x64.py'
 
 # Stage-2 config -> the stage-1 config whose checkpoint it loads.
 STAGE1 = {
-    'fcn-disalign_r50-d8_8xb4-4k_ade20k-512x512.py':
+    'fcn_r50-d8_8xb4-4k_ade20k-512x512_disalign.py':
     'mmseg::fcn/fcn_r50-d8_4xb4-160k_ade20k-512x512.py',
-    'fcn-disalign_r101-d8_8xb4-4k_ade20k-512x512.py':
+    'fcn_r101-d8_8xb4-4k_ade20k-512x512_disalign.py':
     'mmseg::fcn/fcn_r101-d8_4xb4-160k_ade20k-512x512.py',
-    'deeplabv3plus-disalign_r50-d8_8xb4-4k_ade20k-512x512.py':
+    'deeplabv3plus_r50-d8_8xb4-4k_ade20k-512x512_disalign.py':
     'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-160k_ade20k-512x512.py',
-    'deeplabv3plus-disalign_r101-d8_8xb4-4k_ade20k-512x512.py':
+    'deeplabv3plus_r101-d8_8xb4-4k_ade20k-512x512_disalign.py':
     'mmseg::deeplabv3plus/deeplabv3plus_r101-d8_4xb4-160k_ade20k-512x512.py',
     'deeplabv3plus_r101_ade20k_disalign.py':
     'mmseg::deeplabv3plus/deeplabv3plus_r101-d8_4xb4-160k_ade20k-512x512.py',
-    'deeplabv3plus-disalign_s101-d8_8xb4-4k_ade20k-512x512.py':
+    'deeplabv3plus_s101-d8_8xb4-4k_ade20k-512x512_disalign.py':
     'mmseg::resnest/resnest_s101-d8_deeplabv3plus_4xb4-160k_ade20k-512x512.py',
-    'fcn-disalign_r18-tiny-d8_1xb4-400_fmnist-scenes-64x64.py':
+    'fcn_r18-w16-d8_1xb4-400_fmnist-scenes-64x64_disalign.py':
     osp.join(CONFIG_DIR, TOY_STAGE1),
 }
 ADE = [name for name in STAGE1 if 'ade20k' in name]
 # Checkpoint files of the mmseg model zoo (stage 1 of the ADE20K configs).
 _DLV3P_R101 = 'deeplabv3plus_r101-d8_512x512_160k_ade20k_20200615_123232'
 ZOO = {
-    'fcn-disalign_r50-d8_8xb4-4k_ade20k-512x512.py':
+    'fcn_r50-d8_8xb4-4k_ade20k-512x512_disalign.py':
     'fcn_r50-d8_512x512_160k_ade20k_20200615_100713-4edbc3b4.pth',
-    'fcn-disalign_r101-d8_8xb4-4k_ade20k-512x512.py':
+    'fcn_r101-d8_8xb4-4k_ade20k-512x512_disalign.py':
     'fcn_r101-d8_512x512_160k_ade20k_20200615_105816-fd192bd5.pth',
-    'deeplabv3plus-disalign_r50-d8_8xb4-4k_ade20k-512x512.py':
+    'deeplabv3plus_r50-d8_8xb4-4k_ade20k-512x512_disalign.py':
     'deeplabv3plus_r50-d8_512x512_160k_ade20k_20200615_124504-6135c7e0.pth',
-    'deeplabv3plus-disalign_r101-d8_8xb4-4k_ade20k-512x512.py':
+    'deeplabv3plus_r101-d8_8xb4-4k_ade20k-512x512_disalign.py':
     _DLV3P_R101 + '-38ed86bb.pth',
     'deeplabv3plus_r101_ade20k_disalign.py':
     _DLV3P_R101 + '-38ed86bb.pth',
-    'deeplabv3plus-disalign_s101-d8_8xb4-4k_ade20k-512x512.py':
+    'deeplabv3plus_s101-d8_8xb4-4k_ade20k-512x512_disalign.py':
     'deeplabv3plus_s101-d8_512x512_160k_ade20k_20200807_144503-27b26226.pth',
 }
 

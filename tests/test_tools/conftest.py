@@ -38,11 +38,13 @@ FMNIST_DIR = '/usr/share/datasets/fashion-mnist'
 
 
 def _shipped_cls_configs():
-    """The shipped Fashion-MNIST-LT stage-2 config and its stage-1 base."""
+    """The shipped Fashion-MNIST-LT stage-2 config and its stage 1: the
+    config whose work dir its ``load_from`` names (configs/README.md)."""
     folder = REPO / 'configs/cls/fashion_mnist_lt'
     stage2 = sorted(folder.glob('*_disalign.py'))[0]
-    base = re.search(r"^_base_\s*=\s*'([^']+)'", stage2.read_text(), re.M)
-    return (stage2.parent / base.group(1)).resolve(), stage2
+    stage1 = re.search(r"^load_from = 'work_dirs/([^/']+)/",
+                       stage2.read_text(), re.M)
+    return folder / f'{stage1.group(1)}.py', stage2
 
 
 STAGE1_CONFIG, STAGE2_CONFIG = _shipped_cls_configs()

@@ -4,10 +4,16 @@
 # dropped from the checkpoint by the hook's ``reinit``, so it keeps the
 # head's init_cfg values: normal, std 0.01) and re-trained with plain
 # cross-entropy and class-balanced sampling (ClassBalancedSampler: a class
-# uniformly, then an image of it), with the DisAlign stage-2 schedule
-# (10 epochs, SGD lr 0.1, wd 5e-4, cosine per epoch).
+# uniformly, then an image of it), on the DisAlign stage-2 schedule
+# (../_base_/schedules/disalign-stage2_10e.py: 10 epochs, SGD lr 0.1,
+# wd 5e-4, cosine per epoch) as the DisAlign config runs it.
 # Train:  python tools/train.py CONFIG
-_base_ = './resnet18-s3w16_1xb128-30e_fashion-mnist-lt.py'
+_base_ = [
+    '../_base_/models/resnet18-s3w16_fashion-mnist.py',
+    '../_base_/datasets/fashion-mnist-lt_bs128.py',
+    '../_base_/schedules/disalign-stage2_10e.py',
+]
+custom_imports = dict(imports=['mmdisalign.cls'], allow_failed_imports=False)
 
 load_from = 'work_dirs/resnet18-s3w16_1xb128-30e_fashion-mnist-lt/epoch_30.pth'
 resume = False
@@ -19,11 +25,8 @@ custom_hooks = [
     dict(type='DisAlignFreezeHook', trainable=['head.fc'], reinit=['head.fc'])
 ]
 
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=10, T_max=10)
-]
-train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=10)
+train_cfg = dict(val_interval=10)
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=1))
+    logger=dict(type='LoggerHook', interval=50),
+    checkpoint=dict(interval=10, max_keep_ckpts=1))
+randomness = dict(seed=0, deterministic=False)

@@ -1,10 +1,18 @@
 # Stage 2 (DisAlign) on Fashion-MNIST-LT: everything from stage 1 frozen
 # (backbone, neck, the original classifier ``fc``; BN statistics too), only
-# the calibration (alpha, beta, confidence) trained with the GRW loss.
-# Schedule of the reference ImageNet-LT stage 2: SGD lr 0.1, momentum 0.9,
-# weight decay 5e-4 (calibration included), cosine stepped per epoch,
-# instance-balanced sampling, rho 1.2, reference classification init.
-_base_ = './resnet18-s3w16_1xb128-30e_fashion-mnist-lt.py'
+# the calibration (alpha, beta, confidence) trained with the GRW loss,
+# rho 1.2, reference classification init, instance-balanced sampling.
+# Schedule: the reference ImageNet-LT stage 2
+# (../_base_/schedules/disalign-stage2_10e.py: 10 epochs, SGD lr 0.1,
+# momentum 0.9, weight decay 5e-4 (calibration included), cosine stepped
+# per epoch) with stage 1's data, batch, logging and seed; it validates and
+# saves once, at the end.
+_base_ = [
+    '../_base_/models/resnet18-s3w16_fashion-mnist.py',
+    '../_base_/datasets/fashion-mnist-lt_bs128.py',
+    '../_base_/schedules/disalign-stage2_10e.py',
+]
+custom_imports = dict(imports=['mmdisalign.cls'], allow_failed_imports=False)
 
 # The stage-1 checkpoint (tools/train.py's default work dir).
 load_from = 'work_dirs/resnet18-s3w16_1xb128-30e_fashion-mnist-lt/epoch_30.pth'
@@ -22,13 +30,8 @@ model = dict(
             rho=1.2,
             num_classes=10)))
 
-custom_hooks = [dict(type='DisAlignFreezeHook')]
-
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=10, T_max=10)
-]
-train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=10)
+train_cfg = dict(val_interval=10)
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=1))
+    logger=dict(type='LoggerHook', interval=50),
+    checkpoint=dict(interval=10, max_keep_ckpts=1))
+randomness = dict(seed=0, deterministic=False)

@@ -1,31 +1,13 @@
 # Stage 1 on Fashion-MNIST-LT: joint training of a small CIFAR-style
-# ResNet-18 (3 stages, 16 base channels, 64-d feature; about 0.3M
-# parameters) with the plain linear head, instance-balanced sampling.
+# ResNet-18 (../_base_/models/resnet18-s3w16_fashion-mnist.py: 3 stages, 16
+# base channels, 64-d feature; about 0.3M parameters) with the plain linear
+# head, instance-balanced sampling.
 _base_ = [
+    '../_base_/models/resnet18-s3w16_fashion-mnist.py',
     '../_base_/datasets/fashion-mnist-lt_bs128.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mmdisalign.cls'], allow_failed_imports=False)
-
-model = dict(
-    type='ImageClassifier',
-    backbone=dict(
-        type='ResNet_CIFAR',
-        depth=18,
-        num_stages=3,
-        in_channels=1,
-        stem_channels=16,
-        base_channels=16,
-        strides=(2, 2, 2),
-        dilations=(1, 1, 1),
-        out_indices=(2, ),
-        style='pytorch'),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=10,
-        in_channels=64,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0)))
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))

@@ -1,10 +1,16 @@
-# Stage 2 (DisAlign) on ImageNet-LT: the stage-1 model frozen (backbone,
-# original classifier ``fc``, BN statistics), only the calibration (alpha,
-# beta, confidence) trained with the GRW loss. Reference schedule: 10
+# Stage 2 (DisAlign) on ImageNet-LT: the stage-1 model
+# (resnet50_8xb32-90e_imagenet-lt.py) frozen (backbone, original classifier
+# ``fc``, BN statistics), only the calibration (alpha, beta, confidence)
+# trained with the GRW loss, rho 1.2, reference classification init.
+# Reference schedule (../_base_/schedules/disalign-stage2_10e.py): 10
 # epochs, SGD lr 0.1 momentum 0.9, weight decay 5e-4 (calibration too),
-# batch 256, cosine LR stepped per epoch, instance-balanced sampling,
-# rho 1.2, reference classification init.
-_base_ = './resnet50_8xb32-90e_imagenet-lt.py'
+# batch 256, cosine LR stepped per epoch, instance-balanced sampling.
+_base_ = [
+    'mmpretrain::_base_/models/resnet50.py',
+    '../_base_/datasets/imagenet-lt_bs32.py',
+    '../_base_/schedules/disalign-stage2_10e.py',
+]
+custom_imports = dict(imports=['mmdisalign.cls'], allow_failed_imports=False)
 
 # The stage-1 checkpoint (tools/train.py's default work dir).
 load_from = 'work_dirs/resnet50_8xb32-90e_imagenet-lt/epoch_90.pth'
@@ -13,6 +19,8 @@ resume = False
 model = dict(
     head=dict(
         type='DisAlignLinearClsHead',
+        num_classes=1000,
+        topk=(1, 5),
         calibration=dict(
             type='DisAlignCalibration', init_mode='reference_cls'),
         loss=dict(
@@ -23,14 +31,3 @@ model = dict(
             class_freq='data/imagenet/imagenet_lt_class_freq.json',
             rho=1.2,
             num_classes=1000)))
-
-custom_hooks = [dict(type='DisAlignFreezeHook')]
-
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=10, T_max=10)
-]
-train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=2)
-default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=2, max_keep_ckpts=2))

@@ -1,8 +1,14 @@
 # Stage 2 (DisAlign) on Places-LT. The reference released no Places-LT
-# schedule or rho; we chose the ImageNet-LT stage 2 (10 epochs, SGD lr 0.1
-# momentum 0.9, wd 5e-4, batch 256, cosine LR per epoch, instance-balanced
+# schedule or rho; we chose the ImageNet-LT stage 2
+# (../_base_/schedules/disalign-stage2_10e.py: 10 epochs, SGD lr 0.1
+# momentum 0.9, wd 5e-4, batch 256, cosine LR per epoch; instance-balanced
 # sampling, rho 1.2, reference_cls init), the only released recipe.
-_base_ = './resnet152_8xb32-30e_places-lt.py'
+_base_ = [
+    'mmpretrain::_base_/models/resnet152.py',
+    '../_base_/datasets/places-lt_bs32.py',
+    '../_base_/schedules/disalign-stage2_10e.py',
+]
+custom_imports = dict(imports=['mmdisalign.cls'], allow_failed_imports=False)
 
 load_from = 'work_dirs/resnet152_8xb32-30e_places-lt/epoch_30.pth'
 resume = False
@@ -10,6 +16,8 @@ resume = False
 model = dict(
     head=dict(
         type='DisAlignLinearClsHead',
+        num_classes=365,
+        topk=(1, 5),
         calibration=dict(
             type='DisAlignCalibration', init_mode='reference_cls'),
         loss=dict(
@@ -18,14 +26,3 @@ model = dict(
             class_freq='data/places365/places_lt_class_freq.json',
             rho=1.2,
             num_classes=365)))
-
-custom_hooks = [dict(type='DisAlignFreezeHook')]
-
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
-param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=10, T_max=10)
-]
-train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=2)
-default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=2, max_keep_ckpts=2))

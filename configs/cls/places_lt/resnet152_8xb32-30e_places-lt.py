@@ -7,44 +7,18 @@
 # The reference released no Places-LT config; we chose a fine-tuning
 # schedule of 30 epochs, SGD lr 0.01 (a tenth of the from-scratch lr, as
 # the backbone is pretrained) momentum 0.9, wd 5e-4, batch 256, cosine LR
-# per epoch, and the ImageNet-LT augmentation.
-# Layout (Places365-Standard images, OLTR's split lists):
-#   data/places365/<paths as in the lists>
-#   data/places365/Places_LT_{train,val,test}.txt
-# Class-frequency JSON:
-#   python tools/analysis_tools/class_freq_cls.py \
-#       --ann-file data/places365/Places_LT_train.txt --num-classes 365 \
-#       --out data/places365/places_lt_class_freq.json
+# per epoch, and the ImageNet-LT augmentation
+# (../_base_/datasets/places-lt_bs32.py: layout, class-frequency file).
 _base_ = [
     'mmpretrain::_base_/models/resnet152.py',
-    '../imagenet_lt/_base_/imagenet-lt_bs32.py',
+    '../_base_/datasets/places-lt_bs32.py',
     'mmpretrain::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['mmdisalign.cls'], allow_failed_imports=False)
 
 load_from = 'checkpoints/resnet152_imagenet.pth'
 
-data_root = 'data/places365/'
-num_classes = 365
-model = dict(head=dict(num_classes=num_classes, topk=(1, 5)))
-data_preprocessor = dict(num_classes=num_classes)
-train_dataloader = dict(
-    dataset=dict(
-        data_root=data_root,
-        ann_file='Places_LT_train.txt',
-        num_classes=num_classes))
-val_dataloader = dict(
-    dataset=dict(
-        data_root=data_root,
-        ann_file='Places_LT_val.txt',
-        num_classes=num_classes))
-test_dataloader = dict(
-    dataset=dict(val_dataloader['dataset'], ann_file='Places_LT_test.txt'))
-val_evaluator = dict(
-    data_root=data_root,
-    train_ann_file='Places_LT_train.txt',
-    num_classes=num_classes)
-test_evaluator = val_evaluator
+model = dict(head=dict(num_classes=365, topk=(1, 5)))
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4))
@@ -56,4 +30,3 @@ val_cfg = dict()
 test_cfg = dict()
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2))
-auto_scale_lr = dict(base_batch_size=256)

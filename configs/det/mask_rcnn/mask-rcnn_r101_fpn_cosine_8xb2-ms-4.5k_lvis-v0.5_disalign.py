@@ -1,0 +1,8 @@
+# DisAlign stage 2: Mask R-CNN R-101-FPN on LVIS v0.5, cosine box classifier.
+_base_ = './mask-rcnn_r50_fpn_cosine_8xb2-ms-4.5k_lvis-v0.5_disalign.py'
+
+load_from = ('work_dirs/mask-rcnn_r101_fpn_cosine_8xb2-ms-90k_lvis-v0.5/'
+             'iter_90000.pth')
+
+# All weights come from `load_from` (init_cfg=None inherited).
+model = dict(backbone=dict(depth=101))

@@ -1,8 +1,0 @@
-# DisAlign stage 1: Mask R-CNN R-101-FPN on LVIS v0.5, linear box classifier.
-_base_ = './mask-rcnn_r50_fpn_ms-90k_lvis-v0.5.py'
-
-model = dict(
-    backbone=dict(
-        depth=101,
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='torchvision://resnet101')))
