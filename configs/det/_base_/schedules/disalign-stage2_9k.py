@@ -17,7 +17,7 @@ custom_hooks = _base_.custom_hooks + [
     # Freezes all but the calibration after `load_from` and checks that the
     # checkpoint supplied every frozen tensor.
     dict(type='DisAlignFreezeHook'),
-    # Stage-2 fast path (mmdisalign.engine.stage2_fastpath): frozen backbone
+    # Stage-2 fast path (mmdisalign.engine.hooks.stage2_fastpath_hook): frozen backbone
     # and neck under no_grad, the frozen mask branch skipped; the same
     # gradients for the calibration.
     dict(type='DisAlignStage2FastPathHook')

@@ -22,7 +22,7 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=4000, val_interval=800)
 default_hooks = dict(checkpoint=dict(by_epoch=False, interval=800))
 custom_hooks = [
     dict(type='DisAlignFreezeHook'),
-    # Stage-2 fast path (mmdisalign.engine.stage2_fastpath): frozen
+    # Stage-2 fast path (mmdisalign.engine.hooks.stage2_fastpath_hook): frozen
     # backbone and neck under no_grad, the frozen auxiliary head skipped;
     # the same gradients for the calibration.
     dict(type='DisAlignStage2FastPathHook')
