@@ -36,6 +36,8 @@ def _fake_batch(cfg, n=4):
     g = torch.Generator().manual_seed(0)
     inputs = (torch.rand(n, channels, size, size, generator=g) * 255).to(
         torch.uint8)
+    if cfg.model.type == 'CachedFeatureClassifier':  # cached neck features
+        inputs = torch.rand(n, cfg.model.head.in_channels, generator=g)
     num_classes = cfg.model.head.num_classes
     samples = [DataSample().set_gt_label(i % num_classes) for i in range(n)]
     return dict(inputs=list(inputs), data_samples=samples)
