@@ -8,6 +8,7 @@ calibration (cRT: the classifier) may change; the eval-only baselines
 (tau-norm, logit adjustment) run ``Runner.test`` and their scores are
 checked against the closed forms. Also tests ``ClassBalancedSampler``.
 """
+import copy
 import glob
 import os.path as osp
 import re
@@ -227,7 +228,7 @@ def test_config_runs_one_iteration(path, tmp_path, stage1_ckpts):
     # stage 1 of Places-LT loads an ImageNet R-152 the test cannot have
     cfg.load_from = ckpt
     sampler = cfg.train_dataloader.sampler
-    dataset = cfg.train_dataloader.dataset
+    dataset = copy.deepcopy(cfg.train_dataloader.dataset)
     cfg.train_dataloader.update(_data_cfg(cfg))
     if dataset.type == 'FeatureCacheDataset':  # stage 2 on cached features
         dataset.cache_dir = _fake_cache(cfg, state, tmp_path / 'cache')

@@ -179,6 +179,7 @@ def _cached_config(cfg, cache, work_dir, load_from=None):
     cfg.model.type = 'CachedFeatureClassifier'
     cfg.train_dataloader.dataset = dict(
         type='FeatureCacheDataset', cache_dir=cache)
+    cfg.train_dataloader.collate_fn = dict(type='default_collate')
     cfg.custom_hooks = cfg.custom_hooks + [dict(type='FeatureCacheHook')]
     cfg.test_dataloader = cfg.test_evaluator = cfg.test_cfg = None
     cfg.work_dir = work_dir
@@ -409,3 +410,50 @@ def test_cache_of_other_backbone_is_refused(setup, tmp_path, cache_features):
     cache_features(copy.deepcopy(cfg), cache)
     _train_on_other_weights(cfg, cache, stage1, 'backbone.conv1.weight',
                             tmp_path, 'other backbone / neck weights')
+
+
+def test_epoch_reads_its_view(setup, tmp_path, cache_features):
+    """With P views, epoch e trains on view e mod P."""
+    from mmengine.hooks import Hook
+
+    class _Views(Hook):
+        priority = 'LOWEST'
+
+        def __init__(self):
+            self.views = []
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if batch_idx == 0:
+                self.views.append(runner.train_dataloader.dataset.pass_idx)
+
+    root, cfg, _ = setup
+    cache = str(tmp_path / 'cache')
+    meta = cache_features(copy.deepcopy(cfg), cache, passes=2, augment=True)
+    assert (meta['passes'], meta['augment']) == (2, True)
+    runner = Runner.from_cfg(_cached_config(cfg, cache, str(tmp_path / 'w')))
+    views = _Views()
+    runner.register_hook(views)
+    runner.train()
+    assert views.views == [0, 1, 0]
+    ckpt = torch.load(
+        str(tmp_path / 'w' / 'epoch_3.pth'), weights_only=False)
+    marker = ckpt['meta']['mmdisalign_stage2']
+    assert marker['path'] == 'cached_features'
+    assert (marker['cache_passes'], marker['cache_augment']) == (2, True)
+
+
+def test_what_cached_features_cannot_train_is_refused(setup, fast_path,
+                                                     tmp_path):
+    root, cfg, _ = setup
+    cache = osp.join(root, 'cache')
+    backbone = copy.deepcopy(cfg)
+    backbone.custom_hooks = [
+        dict(type='DisAlignFreezeHook', trainable=['backbone.conv1'])
+    ]
+    with pytest.raises(ValueError, match='cached features do not depend'):
+        train_cached(backbone, cache, str(tmp_path / 'a'))
+    mixup = copy.deepcopy(cfg)
+    mixup.data_preprocessor = dict(
+        PREPROCESSOR, batch_augments=dict(augments=dict(type='Mixup')))
+    with pytest.raises(ValueError, match='batch augmentations'):
+        train_cached(mixup, cache, str(tmp_path / 'b'))

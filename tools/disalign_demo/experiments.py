@@ -288,8 +288,6 @@ def format_table(rows: Sequence[Tuple[str, dict]]) -> str:
 def mean_std(values: Sequence[float]) -> Tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     values = [float(v) for v in values]
-    if not values:
-        raise ValueError('mean_std of no values')
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return statistics.fmean(values), std
 

@@ -15,6 +15,7 @@ model = dict(type='CachedFeatureClassifier')
 train_dataloader = dict(
     num_workers=0,  # the features are memory-mapped
     persistent_workers=False,
+    collate_fn=dict(type='default_collate'),  # one (N, D) tensor per batch
     dataset=dict(
         _delete_=True,
         type='FeatureCacheDataset',

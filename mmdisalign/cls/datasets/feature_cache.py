@@ -310,9 +310,6 @@ class FeatureCacheDataset(Dataset):
 
     def set_pass(self, pass_idx: int) -> None:
         """Read the items from pass ``pass_idx`` from now on."""
-        if not 0 <= pass_idx < self.passes:
-            raise IndexError(f'pass {pass_idx} out of range: the cache has '
-                             f'{self.passes} pass(es)')
         self.pass_idx = pass_idx
 
     def get_gt_labels(self) -> np.ndarray:

@@ -1,5 +1,5 @@
 """An image classifier that trains its head on cached neck features."""
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 from mmpretrain.models import ImageClassifier
@@ -14,8 +14,8 @@ class CachedFeatureClassifier(ImageClassifier):
 
     Stage 2 of a classifier without running the frozen network: the inputs
     are the pooled neck features that ``tools/cache_features.py`` stored
-    (:class:`FeatureCacheDataset`), :meth:`extract_feat` only batches them,
-    and the head (calibration, loss) runs as in the image model.
+    (:class:`FeatureCacheDataset`), :meth:`extract_feat` returns them, and
+    the head (calibration, loss) runs as in the image model.
 
     The backbone and neck are built as usual and never run: the state dict
     is the image model's, so ``load_from`` reads the stage-1 checkpoint,
@@ -25,12 +25,13 @@ class CachedFeatureClassifier(ImageClassifier):
 
     Args:
         data_preprocessor (dict, optional): The image model's data
-            preprocessor (the Runner merges the config's top-level one). It
-            was applied when the features were extracted, so it is not used
-            here (the features only move to the device); its batch
-            augmentations (mixup, cutmix) mix images, which cached features
-            cannot do, so they are refused. Defaults to None.
-        train_cfg (dict, optional): As for :class:`ImageClassifier`;
+            preprocessor (the Runner merges the config's top-level one).
+            What acts on pixels (mean, std, ``to_rgb``, padding) was applied
+            at extraction and is left out; the labels are prepared as for
+            images (``to_onehot``, ``num_classes``). Batch augmentations
+            (mixup, cutmix) mix images, which cached features cannot do:
+            they are refused. Defaults to None.
+        train_cfg (dict, optional): As for :class:`ImageClassifier`; its
             ``augments`` are refused likewise. Defaults to None.
         **kwargs: The other arguments of :class:`ImageClassifier`
             (``backbone``, ``neck``, ``head``, ...).
@@ -40,34 +41,35 @@ class CachedFeatureClassifier(ImageClassifier):
                  data_preprocessor: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  **kwargs) -> None:
-        augments = ((data_preprocessor or {}).get('batch_augments')
-                    or (train_cfg or {}).get('augments'))
+        image = dict(data_preprocessor or {})
+        augments = image.get('batch_augments') or (train_cfg or {}).get(
+            'augments')
         if augments:
             raise ValueError(
                 f'the config uses batch augmentations ({augments!r}); they '
                 'mix images, which cached features cannot do: train stage 2 '
-                'with the image model')
+                'on images')
         super().__init__(
-            data_preprocessor=dict(type='mmengine.BaseDataPreprocessor'),
+            data_preprocessor=dict(
+                type='mmpretrain.ClsDataPreprocessor',
+                to_onehot=image.get('to_onehot', False),
+                num_classes=image.get('num_classes')),
             train_cfg=train_cfg,
             **kwargs)
 
     def extract_feat(self,
-                     inputs: Union[torch.Tensor, List[torch.Tensor]],
+                     inputs: torch.Tensor,
                      stage: str = 'neck') -> Tuple[torch.Tensor]:
-        """The neck output: the cached ``(N, D)`` features, batched.
+        """The neck output: the cached features.
 
         Args:
-            inputs (Tensor | list[Tensor]): ``(N, D)``, or N ``(D,)``
-                features.
+            inputs (Tensor): ``(N, D)`` cached features.
             stage (str): Only ``'neck'``. Defaults to 'neck'.
 
         Returns:
-            tuple[Tensor]: ``((N, D), )``.
+            tuple[Tensor]: ``(inputs, )``.
         """
         if stage != 'neck':
             raise ValueError('a cached-feature classifier has only the neck '
                              f'output, not stage {stage!r}')
-        if isinstance(inputs, (list, tuple)):
-            inputs = torch.stack(inputs)
         return (inputs, )
