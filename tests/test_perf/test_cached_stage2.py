@@ -442,8 +442,8 @@ def test_epoch_reads_its_view(setup, tmp_path, cache_features):
     assert (marker['cache_passes'], marker['cache_augment']) == (2, True)
 
 
-def test_what_cached_features_cannot_train_is_refused(setup, fast_path,
-                                                     tmp_path):
+def test_what_cached_features_cannot_train_is_refused(
+        setup, fast_path, tmp_path):
     root, cfg, _ = setup
     cache = osp.join(root, 'cache')
     backbone = copy.deepcopy(cfg)
