@@ -5,11 +5,12 @@ On Fashion-MNIST-LT, from one stage-1 checkpoint, for each seed:
 - full path: mmengine's Runner trains the stage-2 config (every image
   read, decoded, augmented and sent through the frozen network every
   epoch);
-- cached path, for each ``--variants`` entry: ``cache_features`` (one pass
-  of the frozen network over the training set with the test pipeline, or
-  P passes with the training augmentation) + ``train_cached`` (the same
-  loss, optimiser, schedule, sampler and batch size on the cached
-  features), which writes a normal stage-2 checkpoint.
+- cached path, for each ``--variants`` entry: ``tools/cache_features.py``
+  (one pass of the frozen network over the training set with the test
+  pipeline, or P passes with the training augmentation) + the Runner with
+  the cached-feature config (``--cached-config``: the same loss,
+  optimiser, schedule, sampler and batch size on the cached features),
+  which writes a normal stage-2 checkpoint.
 
 All checkpoints are then evaluated the same way (Runner.test, the
 config's LongTailAccuracy on the balanced test set). Printed: the times of
@@ -35,9 +36,12 @@ from typing import Optional
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from mmdisalign.cls.experiments import METRIC_KEYS as METRICS  # noqa: E402
+sys.path.append(osp.join(ROOT, 'tools'))  # tools/disalign_demo
+from disalign_demo.experiments import (  # noqa: E402
+    CACHED_STAGE2_CONFIG, CONFIG_DIR, evaluate_stage, stage_config,
+    train_stage2_cached)
+from disalign_demo.experiments import METRIC_KEYS as METRICS  # noqa: E402
 
-CONFIG_DIR = osp.join(ROOT, 'configs', 'cls', 'fashion_mnist_lt')
 DEFAULT_CONFIG = osp.join(
     CONFIG_DIR, 'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_disalign.py')
 DEFAULT_STAGE1 = osp.join(ROOT, 'work_dirs', 'main_job', 'stage1',
@@ -47,6 +51,10 @@ DEFAULT_STAGE1 = osp.join(ROOT, 'work_dirs', 'main_job', 'stage1',
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', default=DEFAULT_CONFIG)
+    parser.add_argument(
+        '--cached-config',
+        default=CACHED_STAGE2_CONFIG,
+        help='the cached-feature counterpart of --config')
     parser.add_argument(
         '--stage1',
         default=DEFAULT_STAGE1,
@@ -104,11 +112,10 @@ def variant_name(variant: tuple) -> str:
             if augment else '1 pass, no augmentation')
 
 
-def stage2_config(args, seed: int, work_dir: str):
+def stage2_config(args, seed: int, work_dir: str, config=None):
     """The stage-2 config pointed at this run's data, stage 1 and dirs."""
-    from mmdisalign.cls.experiments import stage_config
     cfg = stage_config(
-        args.config,
+        config or args.config,
         args.data_root,
         work_dir,
         seed,
@@ -121,7 +128,6 @@ def stage2_config(args, seed: int, work_dir: str):
 
 
 def evaluate(cfg, checkpoint: str) -> dict:
-    from mmdisalign.cls.experiments import evaluate_stage
     metrics = evaluate_stage(osp.basename(cfg.work_dir), cfg, checkpoint,
                              'bench')
     return {k: float(metrics[f'lt/{k}']) for k in METRICS}
@@ -144,17 +150,17 @@ def full_path(args, seed: int, workers: Optional[int] = None) -> dict:
 
 def cached_path(args, seed: int, variant: tuple) -> dict:
     import shutil
-
-    from mmdisalign.cls.cached_stage2 import run_cached_stage2
     passes, augment = variant
     work_dir = osp.join(args.work_dir,
                         f'cached_{seed}_p{passes}{"a" if augment else "c"}')
     cache = osp.join(work_dir, 'cache')
     shutil.rmtree(cache, ignore_errors=True)  # end to end: extract again
     cfg = stage2_config(args, seed, work_dir)
+    cached_cfg = stage2_config(args, seed, work_dir, args.cached_config)
     start = time.perf_counter()
-    result = run_cached_stage2(
+    result = train_stage2_cached(
         copy.deepcopy(cfg),
+        cached_cfg,
         cache,
         passes=passes,
         augment=augment,

@@ -1,20 +1,37 @@
 """Extract the frozen stage-1 features of a classification training set.
 
-Runs the frozen network of a stage-2 config (stage-1 weights from its
+Runs the frozen network of an image stage-2 config (stage-1 weights from its
 ``load_from`` or ``--checkpoint``) over the training set once, or
 ``--passes`` times through the training augmentation (``--augment``), and
-stores pooled features, stage-1 logits and labels as memory-mapped
-``.npy`` files (see :mod:`mmdisalign.cls.feature_cache`). Then train stage
-2 on them with ``tools/train_cached.py``::
+stores the pooled features, the stage-1 logits and the labels as
+memory-mapped ``.npy`` files (``mmdisalign.cls.FeatureCacheWriter``). Then
+train stage 2 on them with mmengine's Runner and a cached-feature config
+(``CachedFeatureClassifier`` + ``FeatureCacheDataset`` +
+``FeatureCacheHook``), and test the checkpoint on images with the image
+config::
 
-    python tools/cache_features.py CONFIG --out work_dirs/cache
-    python tools/train_cached.py CONFIG --cache work_dirs/cache
-    python tools/test.py CONFIG work_dirs/<config>_cached/epoch_10.pth
+    python tools/cache_features.py IMAGE_CONFIG --out CACHE_DIR
+    python tools/train.py CACHED_CONFIG \\
+        --cfg-options train_dataloader.dataset.cache_dir=CACHE_DIR
+    python tools/test.py IMAGE_CONFIG work_dirs/<cached config>/epoch_10.pth
+
+The model is built, seeded and initialised as the Runner does it, the
+stage-1 weights are loaded as ``load_from`` loads them, and the network is
+run in the state stage 2 trains it in (train mode, norm layers of the
+backbone and neck in eval mode). The training set is read in order; with
+``--augment`` through the training pipeline (pass ``p`` seeds the data
+workers with ``seed + p``), otherwise through the test pipeline.
 """
 import argparse
+import copy
+import os
 import os.path as osp
+import re
 import sys
+import time
+from typing import Optional
 
+import torch
 from mmengine.config import Config, DictAction
 
 try:
@@ -23,9 +40,210 @@ except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmdisalign  # noqa: F401
 
+#: Keys a stage-1 checkpoint may lack (see DisAlignFreezeHook).
+_OPTIONAL_KEYS = (re.compile(r'(.*\.)?num_batches_tracked$'), )
 
-def add_cache_args(parser: argparse.ArgumentParser) -> None:
-    """Options of the extraction (shared with tools/train_cached.py)."""
+
+def build_frozen_model(cfg: Config,
+                       checkpoint: str,
+                       device: str = 'cpu',
+                       seed: Optional[int] = None):
+    """Build, initialise and load the classifier of an image config.
+
+    As the Runner does it: seed (``cfg.randomness``, or ``seed``), build
+    ``cfg.model`` (with the top-level ``data_preprocessor`` merged in),
+    ``init_weights()``, load the stage-1 checkpoint (non-strict, ``module.``
+    prefixes removed). The backbone and neck must all come from the
+    checkpoint. Then train mode with the norm layers of the backbone and
+    neck in eval mode, as ``DisAlignFreezeHook`` leaves them.
+
+    Returns:
+        tuple: ``(model, seed)``.
+    """
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.runner import load_checkpoint, set_random_seed
+
+    from mmdisalign.engine.stage1_check import (check_stage1_weights,
+                                                checkpoint_shapes)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    randomness = dict(cfg.get('randomness') or {})
+    seed = set_random_seed(
+        seed=randomness.get('seed') if seed is None else seed,
+        deterministic=randomness.get('deterministic', False))
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor',
+                             copy.deepcopy(cfg.data_preprocessor))
+    model = MODELS.build(model_cfg).to(device)
+    model.init_weights()
+    augments = getattr(model.data_preprocessor, 'batch_augments', None)
+    if augments is not None:
+        raise ValueError(
+            'the config uses batch augmentations (e.g. mixup / cutmix, '
+            f'{type(augments).__name__}) in its data preprocessor; they mix '
+            'images, which cached features cannot do: train stage 2 with '
+            'the Runner on images')
+    ckpt = load_checkpoint(
+        model,
+        checkpoint,
+        map_location='cpu',
+        revise_keys=[(r'^module\.', '')])
+    frozen = {
+        key: tuple(value.shape)
+        for key, value in model.state_dict().items()
+        if key.startswith(('backbone.', 'neck.'))
+    }
+    check_stage1_weights(
+        frozen,
+        checkpoint_shapes(ckpt),
+        source=checkpoint,
+        allow_missing=_OPTIONAL_KEYS)
+    model.train()
+    for name, module in model.named_modules():
+        if name.startswith(('backbone', 'neck')) and getattr(
+                module, 'running_mean', None) is not None:
+            module.eval()
+    return model, seed
+
+
+def _neck_feature(feats) -> torch.Tensor:
+    """The single (N, D) tensor of a classifier's neck output."""
+    if len(feats) != 1 or feats[0].dim() != 2:
+        raise ValueError(
+            'feature caching needs a neck that outputs one pooled (N, D) '
+            'feature (e.g. GlobalAveragePooling), but got '
+            f'{[tuple(f.shape) for f in feats]}')
+    return feats[0]
+
+
+def extract_pass(model, dataloader, writer, pass_idx: int,
+                 log_every: int = 0) -> float:
+    """Run the frozen model over the training set (in order) into a cache.
+
+    Returns:
+        float: Seconds taken.
+    """
+    from mmdisalign.cls.datasets import stage1_logits
+    start = time.perf_counter()
+    pos = 0
+    with torch.no_grad():
+        for i, data in enumerate(dataloader):
+            data = model.data_preprocessor(data, False)
+            feat = _neck_feature(model.extract_feat(data['inputs']))
+            logits = stage1_logits(model.head, (feat, ))
+            labels = torch.cat(
+                [s.gt_label.reshape(-1)[:1] for s in data['data_samples']])
+            writer.write(pass_idx, range(pos, pos + len(feat)), feat, logits,
+                         labels)
+            pos += len(feat)
+            if log_every and (i + 1) % log_every == 0:
+                print(
+                    f'  pass {pass_idx}: {i + 1}/{len(dataloader)} batches, '
+                    f'{time.perf_counter() - start:.0f} s',
+                    flush=True)
+    return time.perf_counter() - start
+
+
+def cache_features(cfg: Config,
+                   out_dir: str,
+                   checkpoint: Optional[str] = None,
+                   passes: int = 1,
+                   augment: bool = False,
+                   dtype: str = 'float32',
+                   batch_size: Optional[int] = None,
+                   num_workers: Optional[int] = None,
+                   device: str = 'cpu',
+                   seed: Optional[int] = None,
+                   overwrite: bool = False,
+                   log_every: int = 0) -> dict:
+    """Extract the frozen stage-1 features of ``cfg``'s training set.
+
+    Args:
+        cfg (Config): An image stage-2 (or stage-1) classification config.
+        out_dir (str): Cache directory.
+        checkpoint (str, optional): Stage-1 checkpoint. Defaults to None
+            (``cfg.load_from``).
+        passes (int): Passes over the training set. Defaults to 1.
+        augment (bool): Use the training pipeline. Defaults to False.
+        dtype (str): ``'float32'`` or ``'float16'``. Defaults to
+            'float32'.
+        batch_size (int, optional): Defaults to the training batch size.
+        num_workers (int, optional): Defaults to the training loader's.
+        device (str): Defaults to 'cpu'.
+        seed (int, optional): Overrides ``cfg.randomness.seed``.
+        overwrite (bool): Replace an existing cache. Defaults to False.
+        log_every (int): Progress every that many batches. Defaults to 0.
+
+    Returns:
+        dict: The cache's meta data.
+    """
+    from mmengine.runner import Runner
+
+    from mmdisalign.cls.datasets import (FeatureCacheWriter,
+                                         feature_fingerprint, stage1_logits)
+    if passes > 1 and not augment:
+        raise ValueError('passes > 1 without augment would store the same '
+                         'features several times')
+    checkpoint = checkpoint or cfg.get('load_from')
+    if not checkpoint:
+        raise ValueError('no stage-1 checkpoint: the config has no '
+                         '`load_from` and none was given (--checkpoint)')
+    start = time.perf_counter()
+    model, seed = build_frozen_model(cfg, checkpoint, device, seed)
+    loader_cfg = copy.deepcopy(cfg.train_dataloader)
+    if not augment:
+        loader_cfg.dataset.pipeline = copy.deepcopy(
+            cfg.test_dataloader.dataset.pipeline)
+    loader_cfg.sampler = dict(
+        type='DefaultSampler', shuffle=False, round_up=False)
+    loader_cfg.pop('batch_sampler', None)
+    loader_cfg.drop_last = False
+    if batch_size is not None:
+        loader_cfg.batch_size = batch_size
+    if num_workers is not None:
+        loader_cfg.num_workers = num_workers
+        loader_cfg.persistent_workers = num_workers > 0
+    writer = None
+    pass_seconds = []
+    for p in range(passes):
+        loader = Runner.build_dataloader(
+            copy.deepcopy(loader_cfg), seed=seed + p)
+        if writer is None:
+            with torch.no_grad():
+                probe = model.data_preprocessor(
+                    loader.collate_fn([loader.dataset[0]]), False)
+                feat = model.extract_feat(probe['inputs'])[-1]
+                logits = stage1_logits(model.head, (feat, ))
+            writer = FeatureCacheWriter(
+                out_dir,
+                len(loader.dataset),
+                feat.shape[1],
+                logits.shape[1],
+                passes=passes,
+                dtype=dtype,
+                overwrite=overwrite)
+        pass_seconds.append(extract_pass(model, loader, writer, p, log_every))
+    stat = os.stat(checkpoint)
+    return writer.close(
+        dict(
+            augment=augment,
+            seed=seed,
+            config=cfg.filename,
+            classes=list(loader.dataset.metainfo.get('classes') or []),
+            checkpoint=osp.abspath(checkpoint),
+            checkpoint_size=stat.st_size,
+            checkpoint_mtime=stat.st_mtime,
+            feature_sha1=feature_fingerprint(model),
+            pass_seconds=pass_seconds,
+            seconds=time.perf_counter() - start))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config', help='image stage-2 config')
+    parser.add_argument('--out', required=True, help='cache directory')
+    parser.add_argument(
+        '--overwrite', action='store_true', help='replace an existing cache')
     parser.add_argument(
         '--checkpoint',
         help='stage-1 checkpoint (default: the config\'s load_from)')
@@ -60,26 +278,16 @@ def add_cache_args(parser: argparse.ArgumentParser) -> None:
         nargs='+',
         action=DictAction,
         help='override settings of the config, key=value')
-
-
-def load_config(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    return cfg
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config', help='stage-2 config')
-    parser.add_argument('--out', required=True, help='cache directory')
-    parser.add_argument(
-        '--overwrite', action='store_true', help='replace an existing cache')
-    add_cache_args(parser)
-    args = parser.parse_args(argv)
-    from mmdisalign.cls.cached_stage2 import cache_features
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     meta = cache_features(
-        load_config(args),
+        cfg,
         args.out,
         checkpoint=args.checkpoint,
         passes=args.passes,

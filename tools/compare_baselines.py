@@ -11,7 +11,7 @@ same frozen stage 1, each method of its shipped config:
 - ``lws``: learnable weight scaling (10 epochs);
 - ``disalign``: DisAlign (calibration + GRW loss, 10 epochs);
 - ``disalign-cached``: DisAlign trained on cached features of the frozen
-  stage 1 (one augmented pass; ``mmdisalign.cls.cached_stage2``).
+  stage 1 (one augmented pass; the cached-feature config on the Runner).
 
 Every model is tested on the balanced test set with the config's
 ``LongTailAccuracy``; the tool prints overall / many / medium / few top-1 of
@@ -34,12 +34,11 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
-from mmdisalign.cls.experiments import (CONFIG_DIR,  # noqa: E402
-                                        METRIC_KEYS, STAGE1_CONFIG,
-                                        build_data, evaluate_stage,
-                                        format_mean_table, log, mean_std,
-                                        run_stage, run_stage2_cached,
-                                        stage_config, summarize_runs)
+sys.path.append(osp.join(REPO, 'tools'))  # tools/disalign_demo
+from disalign_demo.experiments import (  # noqa: E402
+    CACHED_STAGE2_CONFIG, CONFIG_DIR, METRIC_KEYS, STAGE1_CONFIG, build_data,
+    evaluate_stage, format_mean_table, log, mean_std, run_stage,
+    run_stage2_cached, stage_config, summarize_runs)
 
 WHO = 'baselines'
 _S2 = 'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_{}.py'
@@ -140,8 +139,21 @@ def run_method(method: str, seed: int, seed_dir: str, stage1_ckpt: str,
     elif how == 'train':
         metrics, ckpt, _ = run_stage(f'seed {seed} {method}', cfg, WHO)
     else:
+        cached_cfg = stage_config(
+            CACHED_STAGE2_CONFIG,
+            data_root,
+            work_dir,
+            seed,
+            args.quick,
+            load_from=stage1_ckpt,
+            workers=args.workers)
         metrics, ckpt, _ = run_stage2_cached(
-            f'seed {seed} {method}', cfg, passes=1, augment=True, who=WHO)
+            f'seed {seed} {method}',
+            cfg,
+            cached_cfg,
+            passes=1,
+            augment=True,
+            who=WHO)
     return _save(result_file, method, seed, config, ckpt, metrics, t0)
 
 

@@ -26,10 +26,10 @@ import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
-from mmdisalign.cls.experiments import (CONFIG_DIR,  # noqa: E402
-                                        STAGE1_CONFIG, build_data,
-                                        format_table, log, run_stage,
-                                        run_stage2_cached, stage_config)
+sys.path.append(osp.join(REPO, 'tools'))  # tools/disalign_demo
+from disalign_demo.experiments import (  # noqa: E402
+    CACHED_STAGE2_CONFIG, CONFIG_DIR, STAGE1_CONFIG, build_data, format_table,
+    log, run_stage, run_stage2_cached, stage_config)
 
 STAGE2_CONFIG = osp.join(
     CONFIG_DIR, 'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_disalign.py')
@@ -64,8 +64,9 @@ def parse_args(argv=None):
         help='how stage 2 is trained: "runner" (default), the Runner with '
         'the stage-2 config (a fresh augmentation of every image every '
         'epoch); "cached", the same recipe on features of the frozen stage 1 '
-        'extracted once (--cache-passes augmented passes; '
-        'mmdisalign.cls.cached_stage2): about 8x faster for stage 2, but '
+        'extracted once (--cache-passes augmented passes; the config '
+        f'{osp.basename(CACHED_STAGE2_CONFIG)}): about 8x faster for stage '
+        '2, but '
         'few-shot accuracy is lower (docs/performance.md), so it is not the '
         'default')
     parser.add_argument(
@@ -209,8 +210,16 @@ def main(argv=None) -> dict:
         log(f'stage 2 path: cached features ({args.cache_passes} augmented '
             'forward pass(es) of the frozen stage 1, then the stage-2 recipe '
             'on the cached features)')
+        cfg2_cached = stage_config(
+            CACHED_STAGE2_CONFIG,
+            data_root,
+            cfg2.work_dir,
+            args.seed,
+            args.quick,
+            load_from=ckpt1,
+            workers=workers)
         metrics2, ckpt2, t2 = run_stage2_cached(
-            'stage 2 (DisAlign)', cfg2, passes=args.cache_passes)
+            'stage 2 (DisAlign)', cfg2, cfg2_cached, passes=args.cache_passes)
     else:
         log('stage 2 path: Runner (the stage-2 config, full forward every '
             'epoch)')

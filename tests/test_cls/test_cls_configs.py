@@ -26,16 +26,20 @@ CONFIGS = sorted(
 
 
 def _fake_batch(cfg, n=4):
-    """Inputs of the shape the config's data pipeline produces."""
-    channels = len(cfg.data_preprocessor.mean)
-    size = 28
-    for t in cfg.train_dataloader.dataset.pipeline:
-        crop = t.get('crop_size', t.get('scale'))
-        if t['type'] in ('RandomCrop', 'RandomResizedCrop') and crop:
-            size = crop if isinstance(crop, int) else crop[0]
+    """Inputs of the shape the config's data pipeline produces (cached
+    neck features for a cached-feature config)."""
     g = torch.Generator().manual_seed(0)
-    inputs = (torch.rand(n, channels, size, size, generator=g) * 255).to(
-        torch.uint8)
+    if cfg.model.type == 'CachedFeatureClassifier':
+        inputs = torch.rand(n, cfg.model.head.in_channels, generator=g)
+    else:
+        channels = len(cfg.data_preprocessor.mean)
+        size = 28
+        for t in cfg.train_dataloader.dataset.pipeline:
+            crop = t.get('crop_size', t.get('scale'))
+            if t['type'] in ('RandomCrop', 'RandomResizedCrop') and crop:
+                size = crop if isinstance(crop, int) else crop[0]
+        inputs = (torch.rand(n, channels, size, size, generator=g) *
+                  255).to(torch.uint8)
     num_classes = cfg.model.head.num_classes
     samples = [DataSample().set_gt_label(i % num_classes) for i in range(n)]
     return dict(inputs=list(inputs), data_samples=samples)

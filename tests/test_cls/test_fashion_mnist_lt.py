@@ -5,9 +5,9 @@ import os.path as osp
 
 import numpy as np
 import pytest
+from disalign_demo import fashion_mnist_lt as fm
 from PIL import Image
 
-from mmdisalign.cls.datasets import fashion_mnist_lt as fm
 from mmdisalign.cls.datasets import read_list_file
 from mmdisalign.utils.class_freq import load_class_freq
 

@@ -2,14 +2,17 @@
 
 Stage-1 configs train one iteration; stage-2 configs (DisAlign, LWS, cRT)
 load a real stage-1 checkpoint written by the test (so the freeze hook's
-stage-1 check runs for real), train one iteration, and only the
+stage-1 check runs for real), train one iteration (the cached-feature
+config on a fake feature cache of that stage 1), and only the
 calibration (cRT: the classifier) may change; the eval-only baselines
 (tau-norm, logit adjustment) run ``Runner.test`` and their scores are
 checked against the closed forms. Also tests ``ClassBalancedSampler``.
 """
+import copy
 import glob
 import os.path as osp
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +25,8 @@ from mmpretrain.structures import DataSample
 from torch.utils.data import Dataset
 
 import mmdisalign.cls  # noqa: F401
-from mmdisalign.cls.datasets import ClassBalancedSampler
+from mmdisalign.cls.datasets import (ClassBalancedSampler, FeatureCacheWriter,
+                                     feature_fingerprint)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
@@ -96,6 +100,19 @@ def _data_cfg(cfg, test_mode=False):
             size=size,
             seed=int(test_mode)),
         sampler=dict(type='DefaultSampler', shuffle=False))
+
+
+def _fake_cache(cfg, state, cache_dir, n=2):
+    """A feature cache of the stage-1 weights ``state``: random features,
+    their stage-1 logits, labels ``0, 1, ..`` (mod K)."""
+    k, dim = _num_classes(cfg), cfg.model.head.in_channels
+    feats = torch.rand(n, dim, generator=torch.Generator().manual_seed(0))
+    logits = feats @ state['head.fc.weight'].T + state['head.fc.bias']
+    writer = FeatureCacheWriter(str(cache_dir), n, dim, k)
+    writer.write(0, range(n), feats, logits, [i % k for i in range(n)])
+    sha1 = feature_fingerprint(SimpleNamespace(state_dict=lambda: state))
+    writer.close(dict(feature_sha1=sha1))
+    return str(cache_dir)
 
 
 def _fix_class_freq(head_cfg, k):
@@ -211,7 +228,11 @@ def test_config_runs_one_iteration(path, tmp_path, stage1_ckpts):
     # stage 1 of Places-LT loads an ImageNet R-152 the test cannot have
     cfg.load_from = ckpt
     sampler = cfg.train_dataloader.sampler
+    dataset = copy.deepcopy(cfg.train_dataloader.dataset)
     cfg.train_dataloader.update(_data_cfg(cfg))
+    if dataset.type == 'FeatureCacheDataset':  # stage 2 on cached features
+        dataset.cache_dir = _fake_cache(cfg, state, tmp_path / 'cache')
+        cfg.train_dataloader.dataset = dataset
     if sampler.type == 'ClassBalancedSampler':  # cRT, LWS
         cfg.train_dataloader.sampler = sampler
     cfg.train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=100)
@@ -288,6 +309,11 @@ def test_config_pipelines_make_the_model_input(path):
     from mmengine.dataset import Compose
     from mmengine.registry import init_default_scope
     cfg = Config.fromfile(path)
+    if cfg.train_dataloader.dataset.type == 'FeatureCacheDataset':
+        # trained on cached features, tested on images with its base config
+        assert cfg.model.type == 'CachedFeatureClassifier'
+        assert cfg.test_dataloader is None and cfg.val_dataloader is None
+        return
     init_default_scope('mmpretrain')
     channels = len(cfg.data_preprocessor.mean)
     size = 28 if channels == 1 else 224

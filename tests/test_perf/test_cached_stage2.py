@@ -4,8 +4,10 @@ A tiny classifier (2-stage CIFAR ResNet, 4 channels, 8-d feature, 3
 classes) on 26 grayscale 8 x 8 images: the full path is mmengine's Runner
 with the stage-2 config (DisAlignLinearClsHead + GRW loss, freeze hook,
 SGD with momentum and weight decay, cosine by epoch, shuffled
-DefaultSampler); the fast path is ``cache_features`` + ``train_cached``
-from the same config. No augmentation, same seed, so both see the same
+DefaultSampler); the fast path is ``tools/cache_features.py`` + the Runner
+with the cached-feature version of the same config
+(``CachedFeatureClassifier``, ``FeatureCacheDataset``,
+``FeatureCacheHook``). No augmentation, same seed, so both see the same
 batches and must end with the same calibration.
 """
 import copy
@@ -15,18 +17,16 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from disalign_demo.experiments import train_stage2_cached
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
-from mmengine.runner.checkpoint import (_load_checkpoint_to_model,
-                                        save_checkpoint)
+from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner.checkpoint import save_checkpoint
 from PIL import Image
 
 import mmdisalign.cls  # noqa: F401
-from mmdisalign.cls.cached_stage2 import (cache_features, run_cached_stage2,
-                                          train_cached)
-from mmdisalign.cls.feature_cache import (FeatureCache, FeatureCacheWriter,
-                                          cache_nbytes)
+from mmdisalign.cls.datasets import (FeatureCacheDataset, FeatureCacheWriter,
+                                     cache_nbytes)
 
 COUNTS = (13, 8, 5)  # training images per class
 # top level, as mmpretrain configs have it: the Runner merges it into the
@@ -167,12 +167,54 @@ def full_path(setup):
 
 
 @pytest.fixture(scope='module')
-def fast_path(setup):
+def cache_features(load_tool):
+    """``cache_features`` of tools/cache_features.py."""
+    return load_tool('cache_features').cache_features
+
+
+def _cached_config(cfg, cache, work_dir, load_from=None):
+    """The cached-feature config of the image config ``cfg``: what the
+    shipped cached config changes in its image config."""
+    cfg = copy.deepcopy(cfg)
+    cfg.model.type = 'CachedFeatureClassifier'
+    cfg.train_dataloader.dataset = dict(
+        type='FeatureCacheDataset', cache_dir=cache)
+    cfg.train_dataloader.collate_fn = dict(type='default_collate')
+    cfg.custom_hooks = cfg.custom_hooks + [dict(type='FeatureCacheHook')]
+    cfg.test_dataloader = cfg.test_evaluator = cfg.test_cfg = None
+    cfg.work_dir = work_dir
+    cfg.experiment_name = osp.basename(work_dir)
+    if load_from is not None:
+        cfg.load_from = load_from
+    return cfg
+
+
+def train_cached(cfg, cache, work_dir, checkpoint=None):
+    """tools/train.py with the cached-feature config: ``Runner.train``."""
+    runner = Runner.from_cfg(
+        _cached_config(cfg, cache, work_dir, load_from=checkpoint))
+    runner.train()
+    return dict(
+        checkpoint=osp.join(work_dir,
+                            f'epoch_{cfg.train_cfg.max_epochs}.pth'),
+        iters=runner.iter)
+
+
+def _batch(cache, pass_idx, indices):
+    """Features, logits (float32) and labels of some cached samples."""
+    return (torch.from_numpy(
+        np.array(cache.feats[pass_idx, indices], dtype=np.float32)),
+            torch.from_numpy(
+                np.array(cache.logits[pass_idx, indices], dtype=np.float32)),
+            torch.from_numpy(cache.labels[indices]))
+
+
+@pytest.fixture(scope='module')
+def fast_path(setup, cache_features):
     root, cfg, _ = setup
     cache = osp.join(root, 'cache')
     meta = cache_features(copy.deepcopy(cfg), cache)
-    result = train_cached(
-        copy.deepcopy(cfg), cache, work_dir=osp.join(root, 'fast'))
+    result = train_cached(cfg, cache, osp.join(root, 'fast'))
     ckpt = torch.load(result['checkpoint'], weights_only=False)
     return meta, result, ckpt
 
@@ -180,13 +222,13 @@ def fast_path(setup):
 def test_cache_contents(setup, fast_path):
     meta, _, _ = fast_path
     root = setup[0]
-    cache = FeatureCache(osp.join(root, 'cache'))
+    cache = FeatureCacheDataset(osp.join(root, 'cache'))
     assert (meta['passes'], meta['num_samples'], meta['feat_dim'],
             meta['num_classes']) == (1, 26, 8, 3)
     assert meta['label_counts'] == list(COUNTS)
     # dataset order: 13 x class 0, 8 x class 1, 5 x class 2
     np.testing.assert_array_equal(cache.labels, np.repeat([0, 1, 2], COUNTS))
-    feats, logits, labels = cache.batch(0, [25, 0, 13])
+    feats, logits, labels = _batch(cache, 0, [25, 0, 13])
     assert labels.tolist() == [2, 0, 1]
     assert feats.shape == (3, 8) and feats.dtype == torch.float32
     assert bool((feats >= 0).all())  # post-ReLU pooled features
@@ -194,6 +236,10 @@ def test_cache_contents(setup, fast_path):
     sd = setup[2]
     expect = feats @ sd['head.fc.weight'].T + sd['head.fc.bias']
     torch.testing.assert_close(logits, expect, rtol=1e-5, atol=1e-6)
+    # the items the Runner gets: the feature and the label of a sample
+    item = cache[25]
+    torch.testing.assert_close(item['inputs'], feats[0], rtol=0, atol=0)
+    assert item['data_samples'].gt_label.tolist() == [2]
 
 
 def test_fast_path_equals_runner(setup, full_path, fast_path):
@@ -219,10 +265,10 @@ def test_fast_path_equals_runner(setup, full_path, fast_path):
 def test_one_shot_run_equals_the_two_steps(setup, fast_path):
     root, cfg, _ = setup
     _, _, ckpt = fast_path
-    result = run_cached_stage2(
-        copy.deepcopy(cfg),
+    result = train_stage2_cached(
+        cfg, _cached_config(cfg, None, osp.join(root, 'one_shot')),
         osp.join(root, 'cache_one_shot'),
-        work_dir=osp.join(root, 'one_shot'))
+        augment=False)
     assert result['extraction']['num_samples'] == 26
     one_shot = torch.load(result['checkpoint'], weights_only=False)
     for key, value in ckpt['state_dict'].items():
@@ -237,7 +283,7 @@ def test_checkpoint_loads_and_tests_like_any_other(setup, fast_path):
     model = MODELS.build(
         dict(copy.deepcopy(cfg.model), data_preprocessor=PREPROCESSOR))
     assert set(ckpt['state_dict']) == set(model.state_dict())
-    _load_checkpoint_to_model(model, ckpt, strict=True)  # raises otherwise
+    load_checkpoint(model, result['checkpoint'], strict=True)  # or raises
     # tools/test.py's path: Runner.test() with load_from = the checkpoint
     test_cfg = copy.deepcopy(cfg)
     test_cfg.load_from = result['checkpoint']
@@ -265,11 +311,7 @@ def _train_on_other_weights(cfg, cache, stage1, key, tmp_path, match):
     ckpt = str(tmp_path / 'other.pth')
     save_checkpoint(dict(state_dict=other), ckpt)
     with pytest.raises(ValueError, match=match):
-        train_cached(
-            copy.deepcopy(cfg),
-            cache,
-            work_dir=str(tmp_path / 'w'),
-            checkpoint=ckpt)
+        train_cached(cfg, cache, str(tmp_path / 'w'), checkpoint=ckpt)
 
 
 def test_cache_mismatch_is_refused(setup, fast_path, tmp_path):
@@ -292,10 +334,10 @@ def test_writer_reader_float16_and_sizes(tmp_path):
                          labels[chunk])
     meta = writer.close(dict(note='x'))
     assert meta['label_counts'] == [2, 2, 3] and meta['note'] == 'x'
-    cache = FeatureCache(str(tmp_path))
+    cache = FeatureCacheDataset(str(tmp_path))
     assert isinstance(cache.feats, np.memmap)
     assert cache.feats.dtype == np.float16
-    f, z, y = cache.batch(1, [6, 2])
+    f, z, y = _batch(cache, 1, [6, 2])
     np.testing.assert_allclose(f.numpy(), feats[1, [6, 2]], rtol=1e-3)
     np.testing.assert_allclose(
         z.numpy(), logits[1, [6, 2]], rtol=1e-3, atol=1e-3)
@@ -316,7 +358,7 @@ def test_writer_errors(tmp_path):
     with pytest.raises(FileExistsError, match='overwrite'):
         FeatureCacheWriter(str(tmp_path), 3, 2, 2)
     with pytest.raises(FileNotFoundError, match='meta.json'):
-        FeatureCache(str(tmp_path))
+        FeatureCacheDataset(str(tmp_path))
     with pytest.raises(ValueError, match='feats must have shape'):
         writer.write(0, [2], np.zeros((1, 3)), np.zeros((1, 2)), [1])
 
@@ -345,10 +387,10 @@ def test_crt_reinit_fast_path_equals_runner(setup, tmp_path):
     runner = Runner.from_cfg(runner_cfg)
     runner.train()
     full = {k: v.detach() for k, v in runner.model.state_dict().items()}
-    result = run_cached_stage2(
-        copy.deepcopy(cfg),
+    result = train_stage2_cached(
+        cfg, _cached_config(cfg, None, str(tmp_path / 'fast')),
         str(tmp_path / 'cache'),
-        work_dir=str(tmp_path / 'fast'))
+        augment=False)
     fast = torch.load(
         result['checkpoint'], map_location='cpu',
         weights_only=False)['state_dict']
@@ -360,7 +402,7 @@ def test_crt_reinit_fast_path_equals_runner(setup, tmp_path):
             assert torch.equal(fast[key], value), key
 
 
-def test_cache_of_other_backbone_is_refused(setup, tmp_path):
+def test_cache_of_other_backbone_is_refused(setup, tmp_path, cache_features):
     """The cache records a SHA-1 of the backbone / neck weights."""
     root, cfg, stage1 = setup
     cfg = _crt_config(cfg)
@@ -368,3 +410,50 @@ def test_cache_of_other_backbone_is_refused(setup, tmp_path):
     cache_features(copy.deepcopy(cfg), cache)
     _train_on_other_weights(cfg, cache, stage1, 'backbone.conv1.weight',
                             tmp_path, 'other backbone / neck weights')
+
+
+def test_epoch_reads_its_view(setup, tmp_path, cache_features):
+    """With P views, epoch e trains on view e mod P."""
+    from mmengine.hooks import Hook
+
+    class _Views(Hook):
+        priority = 'LOWEST'
+
+        def __init__(self):
+            self.views = []
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if batch_idx == 0:
+                self.views.append(runner.train_dataloader.dataset.pass_idx)
+
+    root, cfg, _ = setup
+    cache = str(tmp_path / 'cache')
+    meta = cache_features(copy.deepcopy(cfg), cache, passes=2, augment=True)
+    assert (meta['passes'], meta['augment']) == (2, True)
+    runner = Runner.from_cfg(_cached_config(cfg, cache, str(tmp_path / 'w')))
+    views = _Views()
+    runner.register_hook(views)
+    runner.train()
+    assert views.views == [0, 1, 0]
+    ckpt = torch.load(
+        str(tmp_path / 'w' / 'epoch_3.pth'), weights_only=False)
+    marker = ckpt['meta']['mmdisalign_stage2']
+    assert marker['path'] == 'cached_features'
+    assert (marker['cache_passes'], marker['cache_augment']) == (2, True)
+
+
+def test_what_cached_features_cannot_train_is_refused(
+        setup, fast_path, tmp_path):
+    root, cfg, _ = setup
+    cache = osp.join(root, 'cache')
+    backbone = copy.deepcopy(cfg)
+    backbone.custom_hooks = [
+        dict(type='DisAlignFreezeHook', trainable=['backbone.conv1'])
+    ]
+    with pytest.raises(ValueError, match='cached features do not depend'):
+        train_cached(backbone, cache, str(tmp_path / 'a'))
+    mixup = copy.deepcopy(cfg)
+    mixup.data_preprocessor = dict(
+        PREPROCESSOR, batch_augments=dict(augments=dict(type='Mixup')))
+    with pytest.raises(ValueError, match='batch augmentations'):
+        train_cached(mixup, cache, str(tmp_path / 'b'))

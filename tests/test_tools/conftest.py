@@ -313,8 +313,7 @@ def fmnist_lt(session_dir):
     2 test images per class (20)."""
     if not osp.isfile(osp.join(FMNIST_DIR, 'train-images-idx3-ubyte.gz')):
         pytest.skip('needs the Debian package dataset-fashion-mnist')
-    from mmdisalign.cls.datasets.fashion_mnist_lt import \
-        build_fashion_mnist_lt
+    from disalign_demo.fashion_mnist_lt import build_fashion_mnist_lt
     root = session_dir / 'fmnist_lt'
     meta = build_fashion_mnist_lt(
         str(root), ratio=10, seed=0, max_per_class=16, test_per_class=2)
@@ -717,8 +716,7 @@ def user_config(name):
 def build_data(root, task):
     """Tiny data of the task; returns the training class counts."""
     if task == 'mmpretrain':
-        from mmdisalign.cls.datasets.fashion_mnist_lt import \
-            build_fashion_mnist_lt
+        from disalign_demo.fashion_mnist_lt import build_fashion_mnist_lt
         meta = build_fashion_mnist_lt(
             str(root), ratio=10, seed=0, max_per_class=16, test_per_class=1)
         return meta['train_counts']

@@ -13,9 +13,12 @@ Example::
         --seed 1 --src-dir /path/to/idx/files
 """
 import argparse
+import os.path as osp
+import sys
 import time
 
-from mmdisalign.cls.datasets.fashion_mnist_lt import (
+sys.path.append(osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
+from disalign_demo.fashion_mnist_lt import (  # noqa: E402
     DEFAULT_FASHION_MNIST_DIR, IDX_FILES, build_fashion_mnist_lt)
 
 

@@ -20,10 +20,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-# The IDX reader and the Fashion-MNIST constants are task-agnostic; they
-# stay importable from here.
-from mmdisalign.utils.idx import (DEFAULT_FASHION_MNIST_DIR,
-                                  FASHION_MNIST_CLASSES, IDX_FILES, read_idx)
+from mmdisalign.utils.class_freq import save_class_freq
+# The IDX reader and the Fashion-MNIST constants are shared with the scene
+# builders; they stay importable from here.
+from .idx import (DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, IDX_FILES,
+                  read_idx)
 
 __all__ = [
     'FASHION_MNIST_CLASSES', 'DEFAULT_FASHION_MNIST_DIR', 'read_idx',
@@ -210,8 +211,6 @@ def build_fashion_mnist_lt(out_dir: str,
     Returns:
         dict: The metadata written to ``meta.json`` (arguments, counts).
     """
-    from mmdisalign.utils.class_freq import save_class_freq
-
     sources = _sources(src_dir, paths)
     train_images = read_idx(sources['train_images'])
     train_labels = read_idx(sources['train_labels'])

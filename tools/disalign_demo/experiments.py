@@ -1,36 +1,41 @@
 """Fashion-MNIST-LT experiments through the shipped configs.
 
-The building blocks of ``tools/run_main_job.py`` (stage 1 -> DisAlign) and
+The building blocks of ``tools/run_main_job.py`` (stage 1 -> DisAlign),
 ``tools/compare_baselines.py`` (stage 1 -> cRT / LWS / tau-norm / logit
-adjustment / DisAlign, over several seeds): build the data set once, load a
+adjustment / DisAlign, over several seeds) and
+``benchmarks/cls_cached_stage2.py``: build the data set once, load a
 shipped config and point it at a run's data and directories, train and
-test one stage with mmengine's Runner (or stage 2 from cached features),
-and format the long-tail metrics as a table.
+test one stage with mmengine's Runner (stage 2 on images, or on cached
+features with the cached-feature config), and format the long-tail metrics
+as a table.
 """
+import copy
 import json
 import os.path as osp
 import statistics
+import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 __all__ = [
-    'CONFIG_DIR', 'STAGE1_CONFIG', 'GROUPS', 'METRIC_KEYS', 'log',
-    'build_data', 'stage_config', 'run_stage', 'evaluate_stage',
-    'run_stage2_cached', 'format_table', 'mean_std', 'format_mean_table',
-    'summarize_runs'
+    'REPO', 'CONFIG_DIR', 'STAGE1_CONFIG', 'CACHED_STAGE2_CONFIG', 'GROUPS',
+    'METRIC_KEYS', 'log', 'build_data', 'stage_config', 'run_stage',
+    'evaluate_stage', 'train_stage2_cached', 'run_stage2_cached',
+    'format_table', 'mean_std', 'format_mean_table', 'summarize_runs'
 ]
 
+#: The folder holding ``tools/`` and ``configs/``: the repository, or
+#: ``mmdisalign/.mim`` of an installed wheel (``setup.py`` copies both).
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-#: The Fashion-MNIST-LT configs (the source tree's, or the copy that
-#: ``setup.py`` puts in the installed package).
-CONFIG_DIR = next(
-    (d for d in (osp.join(REPO, 'configs', 'cls', 'fashion_mnist_lt'),
-                 osp.join(
-                     osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim',
-                     'configs', 'cls', 'fashion_mnist_lt'))
-     if osp.isdir(d)), osp.join(REPO, 'configs', 'cls', 'fashion_mnist_lt'))
+TOOLS = osp.join(REPO, 'tools')
+CONFIG_DIR = osp.join(REPO, 'configs', 'cls', 'fashion_mnist_lt')
 STAGE1_CONFIG = osp.join(CONFIG_DIR,
                          'resnet18-s3w16_1xb128-30e_fashion-mnist-lt.py')
+#: DisAlign stage 2 on cached features (the model, data set and hook of
+#: the cached path on top of the DisAlign stage-2 config).
+CACHED_STAGE2_CONFIG = osp.join(
+    CONFIG_DIR,
+    'disalign-cached_resnet18-s3w16_1xb128_10e_fashion-mnist-lt.py')
 GROUPS = ('many', 'medium', 'few')
 #: Metric keys of ``LongTailAccuracy`` (prefix ``lt/``), table order.
 METRIC_KEYS = ('top1', ) + GROUPS
@@ -53,8 +58,7 @@ def build_data(data_root: str, quick: bool, who: str = 'main job') -> dict:
     Returns:
         dict: The build's ``meta.json`` (``train_counts``, ``args``, ...).
     """
-    from mmdisalign.cls.datasets.fashion_mnist_lt import (
-        build_fashion_mnist_lt, is_built)
+    from .fashion_mnist_lt import build_fashion_mnist_lt, is_built
     args = dict(ratio=100, seed=0)
     if quick:
         args = dict(ratio=10, seed=0, max_per_class=40, test_per_class=10)
@@ -87,7 +91,8 @@ def stage_config(config: str,
     training); the class-frequency files of the GRW loss and of logit
     adjustment are the ones of ``data_root``. With ``quick``, 2 epochs
     (stage 1) or 1 epoch (stage 2), batch 32 and thresholds for the tiny
-    set.
+    set. A cached-feature config (no image training set, no test set) keeps
+    its ``cache_dir`` (see :func:`train_stage2_cached`).
 
     Args:
         config (str): A Fashion-MNIST-LT config.
@@ -107,10 +112,13 @@ def stage_config(config: str,
     cfg.experiment_name = (f'{osp.basename(work_dir)}_seed{seed}_'
                            f'{time.strftime("%Y%m%d_%H%M%S")}')
     cfg.randomness = dict(seed=seed, deterministic=False)
-    _set_dataset_root(cfg.train_dataloader.dataset, data_root)
-    _set_dataset_root(cfg.test_dataloader.dataset, data_root)
-    cfg.test_evaluator.data_root = data_root
-    cfg.test_evaluator.out_dir = osp.join(work_dir, 'eval')
+    tests = cfg.get('test_dataloader') is not None
+    if 'data_root' in cfg.train_dataloader.dataset:
+        _set_dataset_root(cfg.train_dataloader.dataset, data_root)
+    if tests:
+        _set_dataset_root(cfg.test_dataloader.dataset, data_root)
+        cfg.test_evaluator.data_root = data_root
+        cfg.test_evaluator.out_dir = osp.join(work_dir, 'eval')
     cfg.val_dataloader = None
     cfg.val_cfg = None
     cfg.val_evaluator = None
@@ -121,6 +129,8 @@ def stage_config(config: str,
     if load_from is not None:
         cfg.load_from = load_from
     for loader in (cfg.train_dataloader, cfg.test_dataloader):
+        if loader is None:
+            continue
         loader.num_workers = workers
         loader.persistent_workers = workers > 0
     trains = 'train_cfg' in cfg and 'max_epochs' in cfg.train_cfg
@@ -138,9 +148,10 @@ def stage_config(config: str,
             ]
             cfg.default_hooks.checkpoint.interval = epochs
         cfg.train_dataloader.batch_size = 32
-        # The quick set has 40..4 images per class: 3 / 4 / 3 groups.
-        cfg.test_evaluator.many_thr = 20
-        cfg.test_evaluator.few_thr = 8
+        if tests:
+            # The quick set has 40..4 images per class: 3 / 4 / 3 groups.
+            cfg.test_evaluator.many_thr = 20
+            cfg.test_evaluator.few_thr = 8
         cfg.default_hooks.logger.interval = 5
     if trains:
         cfg.default_hooks.checkpoint.max_keep_ckpts = 1
@@ -184,31 +195,70 @@ def evaluate_stage(name: str,
     return metrics
 
 
+def train_stage2_cached(cfg,
+                        cached_cfg,
+                        cache_dir: str,
+                        passes: int = 1,
+                        augment: bool = True,
+                        dtype: str = 'float32') -> dict:
+    """Extract the features (unless ``cache_dir`` holds a cache), train.
+
+    The extraction is ``tools/cache_features.py`` on the image config
+    ``cfg`` (``passes`` passes over the training set, with the training
+    augmentation if ``augment``); the training is ``Runner.train`` with the
+    cached-feature config ``cached_cfg`` reading ``cache_dir``.
+
+    Returns:
+        dict: ``extraction`` (the cache's meta data, None if the cache
+        existed), ``checkpoint``, ``seconds`` (training) and ``iters``.
+    """
+    from mmengine.runner import Runner
+    if TOOLS not in sys.path:
+        sys.path.append(TOOLS)
+    from cache_features import cache_features
+    extraction = None
+    if not osp.isfile(osp.join(cache_dir, 'meta.json')):
+        extraction = cache_features(
+            cfg, cache_dir, passes=passes, augment=augment, dtype=dtype)
+    cached_cfg = copy.deepcopy(cached_cfg)
+    cached_cfg.train_dataloader.dataset.cache_dir = cache_dir
+    t0 = time.perf_counter()
+    runner = Runner.from_cfg(cached_cfg)
+    runner.train()
+    return dict(
+        extraction=extraction,
+        checkpoint=osp.join(cached_cfg.work_dir,
+                            f'epoch_{cached_cfg.train_cfg.max_epochs}.pth'),
+        seconds=time.perf_counter() - t0,
+        iters=runner.iter)
+
+
 def run_stage2_cached(name: str,
                       cfg,
+                      cached_cfg,
                       passes: int = 1,
                       augment: bool = True,
                       cache_dir: Optional[str] = None,
                       who: str = 'main job') -> Tuple[dict, str, float]:
     """Stage 2 on cached features of the frozen stage 1, then the test.
 
-    One extraction (``passes`` passes over the training set, with the
-    training augmentation if ``augment``) and the config's stage-2 recipe
-    on the cached features (:mod:`mmdisalign.cls.cached_stage2`).
+    :func:`train_stage2_cached` (extraction into ``cache_dir``, by default
+    ``<work_dir>/feature_cache``, then the Runner with ``cached_cfg``), and
+    the checkpoint tested on images with the image config ``cfg``.
 
     Returns:
         tuple: ``(test metrics, checkpoint, seconds of extraction and
         training)``.
     """
-    from mmdisalign.cls.cached_stage2 import run_cached_stage2
     log(f'{name}: caching the frozen stage-1 features ({passes} pass(es), '
         f'augment={augment}), then training on them '
-        f'({cfg.train_cfg.max_epochs} epochs), in {cfg.work_dir}', who)
+        f'({cached_cfg.train_cfg.max_epochs} epochs), in '
+        f'{cached_cfg.work_dir}', who)
     t0 = time.time()
-    result = run_cached_stage2(
+    result = train_stage2_cached(
         cfg,
-        cache_dir or osp.join(cfg.work_dir, 'feature_cache'),
-        work_dir=cfg.work_dir,
+        cached_cfg,
+        cache_dir or osp.join(cached_cfg.work_dir, 'feature_cache'),
         passes=passes,
         augment=augment)
     t_train = time.time() - t0
@@ -238,8 +288,6 @@ def format_table(rows: Sequence[Tuple[str, dict]]) -> str:
 def mean_std(values: Sequence[float]) -> Tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     values = [float(v) for v in values]
-    if not values:
-        raise ValueError('mean_std of no values')
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return statistics.fmean(values), std
 

@@ -1,0 +1,3 @@
+from .hooks import FeatureCacheHook
+
+__all__ = ['FeatureCacheHook']

@@ -1,0 +1,3 @@
+from .feature_cache_hook import FeatureCacheHook
+
+__all__ = ['FeatureCacheHook']
