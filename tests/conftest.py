@@ -9,11 +9,15 @@ one set it themselves.
 """
 import importlib.util
 import os.path as osp
+import sys
 
 import pytest
 from mmengine.registry import DefaultScope
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# The demo machinery (data builders of the toy sets) lives in
+# tools/disalign_demo, outside the package: tests import it from there.
+sys.path.insert(0, osp.join(REPO, 'tools'))
 
 
 @pytest.fixture(autouse=True)

@@ -2,13 +2,10 @@
 from .class_freq import (CLASS_FREQ_FORMAT, CLASS_FREQ_VERSION, grw_weights,
                          load_class_freq, load_class_freq_meta,
                          save_class_freq)
-from .idx import (DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, IDX_FILES,
-                  load_fashion_mnist, read_idx)
 from .json_file import read_json_file
 
 __all__ = [
     'CLASS_FREQ_FORMAT', 'CLASS_FREQ_VERSION', 'grw_weights',
     'load_class_freq', 'load_class_freq_meta', 'save_class_freq',
-    'DEFAULT_FASHION_MNIST_DIR', 'FASHION_MNIST_CLASSES', 'IDX_FILES',
-    'load_fashion_mnist', 'read_idx', 'read_json_file'
+    'read_json_file'
 ]

@@ -32,6 +32,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from disalign_demo.idx import (DEFAULT_FASHION_MNIST_DIR,  # noqa: E402
+                               FASHION_MNIST_CLASSES, IDX_FILES,
+                               load_fashion_mnist)
+
 #: The Fashion-MNIST split of the objects of each scene split.
 SPLITS = dict(training='train', validation='test')
 META_NAME = 'meta.json'
@@ -152,9 +157,6 @@ def build_fmnist_scenes(out_dir: str,
     Returns:
         dict: The content of ``meta.json``.
     """
-    from mmdisalign.utils import (DEFAULT_FASHION_MNIST_DIR,
-                                  FASHION_MNIST_CLASSES, IDX_FILES,
-                                  load_fashion_mnist)
     class_names = FASHION_MNIST_CLASSES
     fmnist_dir = fmnist_dir or DEFAULT_FASHION_MNIST_DIR
     if not canvas >= 28:
