@@ -6,6 +6,11 @@ would otherwise decide where the next test's ``MODELS.build`` looks modules
 up (an mmpretrain scope left behind makes mmdet modules "not registered").
 Every test therefore starts and ends with no default scope; tests that need
 one set it themselves.
+
+``tools/`` is appended to ``sys.path``, so that tests import the demo
+helpers of ``tools/disalign_demo`` as the tools scripts do
+(``from disalign_demo import experiments``); appended, not prepended, so that
+``tools/test.py`` and friends shadow nothing.
 """
 import importlib.util
 import os.path as osp
@@ -15,9 +20,9 @@ import pytest
 from mmengine.registry import DefaultScope
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# The demo machinery (data builders of the toy sets) lives in
-# tools/disalign_demo, outside the package: tests import it from there.
-sys.path.insert(0, osp.join(REPO, 'tools'))
+TOOLS = osp.join(REPO, 'tools')
+if TOOLS not in sys.path:
+    sys.path.append(TOOLS)
 
 
 @pytest.fixture(autouse=True)

@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.append(osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
 from disalign_demo.idx import (DEFAULT_FASHION_MNIST_DIR,  # noqa: E402
                                FASHION_MNIST_CLASSES, IDX_FILES,
                                load_fashion_mnist)

@@ -13,7 +13,7 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.append(osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
 from disalign_demo.fmnist_lvis import build_fmnist_lvis  # noqa: E402
 
 
