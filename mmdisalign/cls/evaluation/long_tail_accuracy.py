@@ -10,6 +10,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmpretrain.registry import METRICS
 
+from mmdisalign.utils.class_freq import load_class_freq, load_class_freq_meta
+
 from ..datasets.list_file import list_file_class_counts
 
 __all__ = ['LongTailAccuracy', 'long_tail_groups']
@@ -140,8 +142,6 @@ class LongTailAccuracy(BaseMetric):
             counts = list_file_class_counts(self.train_ann_file, num_classes,
                                             names)
         else:
-            from mmdisalign.utils.class_freq import (load_class_freq,
-                                                     load_class_freq_meta)
             counts = load_class_freq(self.class_freq, num_classes=num_classes)
             if isinstance(self.class_freq, str) and names is not None:
                 file_names = load_class_freq_meta(self.class_freq)['classes']
