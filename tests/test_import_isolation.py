@@ -53,11 +53,12 @@ def loaded_task_libraries(modules, blocked=()):
     env['PYTHONPATH'] = os.pathsep.join(
         [REPO] + [p for p in [env.get('PYTHONPATH')] if p])
     args = [json.dumps(list(a)) for a in (modules, blocked, TASK_LIBRARIES)]
-    result = subprocess.run([sys.executable, '-c', PROBE] + args,
-                            capture_output=True,
-                            text=True,
-                            cwd=REPO,
-                            env=env)
+    result = subprocess.run(
+        [sys.executable, '-c', PROBE] + args,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 

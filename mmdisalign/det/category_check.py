@@ -135,8 +135,8 @@ class DisAlignCategoryCheckHook(Hook):
     def _check_metainfo(self, dataset: Any, cat_ids: List[int],
                         where: str) -> None:
         classes = dataset.metainfo.get('classes')
-        if self.check_metainfo and classes is not None and len(
-                classes) != len(cat_ids):
+        if self.check_metainfo and classes is not None and len(classes) != len(
+                cat_ids):
             raise ValueError(
                 f'{where} has {len(cat_ids)} categories but its '
                 f'metainfo names {len(classes)} classes. For a dataset '

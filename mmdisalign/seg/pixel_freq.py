@@ -27,8 +27,9 @@ def unwrap_datasets(dataset: Any) -> List[Any]:
     ``RepeatDataset``-like one (``dataset``) once (repeating a dataset does
     not change its class ratios)."""
     if hasattr(dataset, 'datasets'):
-        return [d for member in dataset.datasets
-                for d in unwrap_datasets(member)]
+        return [
+            d for member in dataset.datasets for d in unwrap_datasets(member)
+        ]
     if hasattr(dataset, 'dataset'):
         return unwrap_datasets(dataset.dataset)
     return [dataset]

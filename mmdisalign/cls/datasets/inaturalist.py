@@ -146,8 +146,8 @@ class INaturalist2018(BaseDataset):
             raise ValueError(f'{self.ann_file}: annotations name image_id '
                              f'{orphans[0]!r}, which is not in "images"')
 
-        self.class_counts = count_labels(
-            [d['gt_label'] for d in data_list], num_classes)
+        self.class_counts = count_labels([d['gt_label'] for d in data_list],
+                                         num_classes)
         allow_empty = (
             self.test_mode
             if self.allow_empty_classes is None else self.allow_empty_classes)
