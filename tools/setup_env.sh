@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare this machine for mmdisalign: a virtual environment at .venv/ with
 # torch, a CPU-ops build of mmcv 2.1.0 (cached outside the repository, keyed
-# by torch + Python + machine), the OpenMMLab stack and mmdisalign itself.
+# by torch + Python + machine), the OpenMMLab stack and mmdisalign itself
+# with its extra [all] (every task).
 # Idempotent: every step checks whether it is already done.
 #
 # Usage: bash tools/setup_env.sh [--dev] [--no-data]
@@ -128,9 +129,11 @@ else
   echo "  already installed"
 fi
 
-step "6/7 mmdisalign (editable)"
-EXTRA=""; [[ $DEV == 1 ]] && EXTRA="[dev]"
-pip_install --no-build-isolation -e "$REPO$EXTRA"
+step "6/7 mmdisalign[all] (editable)"
+# [all]: the three task adapters' libraries (already there from step 5) and
+# matplotlib; --dev adds the development extra.
+EXTRAS="all"; [[ $DEV == 1 ]] && EXTRAS="all,dev"
+pip_install --no-build-isolation -e "$REPO[$EXTRAS]"
 if [[ $DEV == 1 ]]; then
   # openmim for the mim tests, without its opendatalab/openxlab chain (which
   # pins an old setuptools): its real dependencies, then openmim itself.
@@ -149,7 +152,9 @@ import mmcv.ops  # noqa: F401  compiled CPU ops must import
 import mmdet.models  # noqa: F401
 import mmpretrain.models  # noqa: F401
 import mmseg.models  # noqa: F401  (needs ftfy / regex)
-import mmdisalign
+import mmdisalign.cls  # noqa: F401  the three task adapters
+import mmdisalign.det  # noqa: F401
+import mmdisalign.seg  # noqa: F401
 names = ['torch', 'torchvision', 'mmcv', 'mmengine', 'mmpretrain',
          'mmsegmentation', 'mmdet', 'numpy', 'setuptools']
 print('  ' + ', '.join(f'{n} {m.version(n)}' for n in names))

@@ -1,12 +1,11 @@
 """Check that datasets, evaluators, frequency files and model agree.
 
 mmdet's LVIS / COCO datasets number the labels by the categories of the
-annotation file, whatever the model predicts. An annotation file with more
-categories than the box head gives labels ``>= num_classes``: the label
-``num_classes`` silently means "background" to the RoI head, larger ones
-crash deep inside a loss. A frequency file of another category set gives
-GRW weights to the wrong classes. :class:`DisAlignCategoryCheckHook` turns
-each of these into an error before the first iteration.
+annotation file, whatever the model predicts: with more categories than
+the box head, label ``num_classes`` silently means "background" to the RoI
+head. A frequency file of another category set gives GRW weights to the
+wrong classes. :class:`DisAlignCategoryCheckHook` turns each of these into
+an error before the first iteration.
 """
 from typing import Any, List, Optional, Sequence
 
@@ -20,18 +19,13 @@ from mmdisalign.utils.class_freq import load_class_freq_meta
 
 __all__ = ['DisAlignCategoryCheckHook', 'dataset_category_ids']
 
-_MAX_LISTED = 10
-
 
 def _unwrap_dataset(dataset: Any) -> List[Any]:
-    """The innermost datasets of dataset wrappers (repeat, class-balanced,
-    concatenation)."""
+    """The innermost datasets of (repeat, class-balanced, concatenation)
+    dataset wrappers."""
     datasets = getattr(dataset, 'datasets', None)
     if isinstance(datasets, (list, tuple)):
-        found = []
-        for item in datasets:
-            found.extend(_unwrap_dataset(item))
-        return found
+        return [inner for d in datasets for inner in _unwrap_dataset(d)]
     inner = getattr(dataset, 'dataset', None)
     if inner is not None and inner is not dataset:
         return _unwrap_dataset(inner)
@@ -39,19 +33,10 @@ def _unwrap_dataset(dataset: Any) -> List[Any]:
 
 
 def dataset_category_ids(dataset: Any) -> Optional[List[int]]:
-    """The category ids of an mmdet COCO-style dataset, in label order.
-
-    Args:
-        dataset: A (possibly wrapped) dataset.
-
-    Returns:
-        list[int] | None: ``dataset.cat_ids`` after full initialisation, or
-        None for datasets without category ids.
-    """
-    if hasattr(
-            dataset,
-            'full_init') and not getattr(dataset, '_fully_initialized', True):
-        dataset.full_init()
+    """``dataset.cat_ids`` (label order) after full initialisation, or None
+    for a dataset without category ids."""
+    if hasattr(dataset, 'full_init'):
+        dataset.full_init()  # a no-op once initialised
     cat_ids = getattr(dataset, 'cat_ids', None)
     return None if cat_ids is None else list(cat_ids)
 
@@ -74,20 +59,17 @@ def _first_difference(a: Sequence[int], b: Sequence[int]) -> str:
 class DisAlignCategoryCheckHook(Hook):
     """Stop a run whose data, evaluator, frequencies and model disagree.
 
-    Checked once per run, before training (training and validation
-    datasets), validation or testing:
+    Checked once per split, before training (training and validation
+    data), validation or testing:
 
-    - every RoI head (box and mask heads) predicts exactly as many classes
-      as the annotation file has categories;
+    - every box and mask head predicts as many classes as the annotation
+      file has categories;
     - the dataset's ``metainfo['classes']`` names as many classes (set
       ``metainfo=dict(classes=...)`` for a dataset other than LVIS);
-    - the training, validation and test files list the same category ids
-      in the same order, and so does the ``ann_file`` of an ``LVISMetric``
-      (it maps label ``i`` to its ``i``-th category id);
-    - a class-frequency file used by a loss (``GRWCrossEntropyLoss``) lists
-      the same ``category_ids`` (written by
-      ``tools/analysis_tools/lvis_class_freq.py``), or, for files without
-      ids, the same class names.
+    - the training, validation and test files, and the ``ann_file`` of an
+      ``LVISMetric``, list the same category ids in the same order;
+    - a class-frequency file of a loss (``GRWCrossEntropyLoss``) lists the
+      same ``category_ids`` or, for files without ids, the same names.
 
     Args:
         check_metainfo (bool): Require ``metainfo['classes']`` to have one
@@ -97,36 +79,30 @@ class DisAlignCategoryCheckHook(Hook):
     priority = 'VERY_HIGH'
 
     def __init__(self, check_metainfo: bool = True) -> None:
-        self.check_metainfo = bool(check_metainfo)
+        self.check_metainfo = check_metainfo
         self._checked = set()
         self._reference: Optional[tuple] = None
 
-    # runner entry points -------------------------------------------------
     def before_train(self, runner) -> None:
-        """Check the training and validation data."""
         self._check(runner, 'train', runner.train_dataloader.dataset, None)
-        val_loop = runner.val_loop
-        if val_loop is not None:
-            self._check(runner, 'val', val_loop.dataloader.dataset,
-                        val_loop.evaluator)
+        if runner.val_loop is not None:
+            self.before_val(runner)
 
     def before_val(self, runner) -> None:
-        """Check the validation data (once)."""
         loop = runner.val_loop
         self._check(runner, 'val', loop.dataloader.dataset, loop.evaluator)
 
     def before_test(self, runner) -> None:
-        """Check the test data (once)."""
         loop = runner.test_loop
         self._check(runner, 'test', loop.dataloader.dataset, loop.evaluator)
 
-    # checks ----------------------------------------------------------------
     def _check(self, runner, split: str, dataset: Any, evaluator: Any) -> None:
         if split in self._checked:
             return
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        heads = self._class_heads(model)
+        heads = [(name, module) for name, module in model.named_modules()
+                 if isinstance(module, (BBoxHead, FCNMaskHead))]
         for inner in _unwrap_dataset(dataset):
             cat_ids = dataset_category_ids(inner)
             if cat_ids is None:
@@ -134,16 +110,11 @@ class DisAlignCategoryCheckHook(Hook):
             where = f'the {split} dataset {_describe(inner)}'
             self._check_heads(heads, cat_ids, where)
             self._check_metainfo(inner, cat_ids, where)
-            self._check_reference(split, cat_ids, where)
+            self._check_reference(cat_ids, where)
             self._check_freq_files(model, inner, cat_ids, where)
             if evaluator is not None:
                 self._check_evaluator(evaluator, cat_ids, where)
         self._checked.add(split)
-
-    @staticmethod
-    def _class_heads(model) -> List[tuple]:
-        return [(name, module) for name, module in model.named_modules()
-                if isinstance(module, (BBoxHead, FCNMaskHead))]
 
     @staticmethod
     def _check_heads(heads: List[tuple], cat_ids: List[int],
@@ -163,10 +134,9 @@ class DisAlignCategoryCheckHook(Hook):
 
     def _check_metainfo(self, dataset: Any, cat_ids: List[int],
                         where: str) -> None:
-        if not self.check_metainfo:
-            return
-        classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
-        if classes is not None and len(classes) != len(cat_ids):
+        classes = dataset.metainfo.get('classes')
+        if self.check_metainfo and classes is not None and len(classes) != len(
+                cat_ids):
             raise ValueError(
                 f'{where} has {len(cat_ids)} categories but its '
                 f'metainfo names {len(classes)} classes. For a dataset '
@@ -174,14 +144,12 @@ class DisAlignCategoryCheckHook(Hook):
                 "metainfo=dict(classes=(...)) with one name per category of "
                 'the file, in category-id order.')
 
-    def _check_reference(self, split: str, cat_ids: List[int],
-                         where: str) -> None:
-        reference = self._reference
-        if reference is None:
-            self._reference = (list(cat_ids), where)
+    def _check_reference(self, cat_ids: List[int], where: str) -> None:
+        if self._reference is None:
+            self._reference = (cat_ids, where)
             return
-        ref_ids, ref_where = reference
-        if ref_ids != list(cat_ids):
+        ref_ids, ref_where = self._reference
+        if ref_ids != cat_ids:
             raise ValueError(
                 f'{where} and {ref_where} list different categories '
                 f'({_first_difference(ref_ids, cat_ids)}); labels would not '
@@ -199,37 +167,38 @@ class DisAlignCategoryCheckHook(Hook):
             seen.add(source)
             meta = load_class_freq_meta(source)
             file_ids = meta.get('category_ids')
-            if file_ids is not None:
-                if list(file_ids) != list(cat_ids):
-                    raise ValueError(
-                        f'The class-frequency file {source!r} (used by '
-                        f'{name}) was written for another category set than '
-                        f'{where}: {_first_difference(file_ids, cat_ids)}. '
-                        'Write it from the training annotations of this '
-                        'dataset with tools/analysis_tools/lvis_class_freq.py.'
-                    )
-                continue
+            if file_ids is not None and list(file_ids) != cat_ids:
+                raise ValueError(
+                    f'The class-frequency file {source!r} (used by {name}) '
+                    f'was written for another category set than {where}: '
+                    f'{_first_difference(file_ids, cat_ids)}. Write it from '
+                    'the training annotations of this dataset with '
+                    'tools/analysis_tools/lvis_class_freq.py.')
             classes = meta.get('classes')
-            names = (getattr(dataset, 'metainfo', None) or {}).get('classes')
-            if classes is not None and names is not None and list(
-                    classes) != list(names):
+            names = dataset.metainfo.get('classes')
+            if file_ids is None and classes is not None and (
+                    names is not None and list(classes) != list(names)):
                 diff = [
                     f'{i}: {a!r} vs {b!r}'
                     for i, (a, b) in enumerate(zip(classes, names)) if a != b
-                ][:_MAX_LISTED]
+                ]
                 raise ValueError(
                     f'The class-frequency file {source!r} (used by {name}) '
-                    f'names other classes than {where}: {"; ".join(diff)}.')
+                    f'names other classes than {where}: '
+                    f'{"; ".join(diff[:10])}.')
 
     @staticmethod
     def _check_evaluator(evaluator: Any, cat_ids: List[int],
                          where: str) -> None:
         for metric in getattr(evaluator, 'metrics', []):
+            # LVISMetric keeps its ann_file only as this LVIS API object
+            # (mmdet 3.3.0); its public cat_ids is set at the first
+            # evaluation, too late for this check.
             api = getattr(metric, '_lvis_api', None)
             if api is None:
                 continue
             metric_ids = list(api.get_cat_ids())
-            if metric_ids != list(cat_ids):
+            if metric_ids != cat_ids:
                 raise ValueError(
                     f'{type(metric).__name__} evaluates against an ann_file '
                     f'whose categories differ from {where} '

@@ -1,18 +1,11 @@
 """Per-category training statistics of an LVIS (or COCO-format) file.
 
-LVIS v0.5 and v1 annotation files list, for every category, the number of
-training images it is annotated in (``image_count``), its number of
-instances (``instance_count``) and its frequency group (``frequency``:
-``'r'`` rare, 1-10 images; ``'c'`` common, 11-100; ``'f'`` frequent,
-more than 100). COCO-format files have none of these. This module counts
-both numbers from the annotations themselves, in the order mmdet uses for
-the labels, so that the GRW loss gets one frequency per label.
-
-Label order: mmdet's ``LVISV05Dataset`` / ``LVISV1Dataset`` number the
-categories in the order of the file's ``categories`` list (the official
-files are sorted by id, so label ``i`` is the ``i``-th smallest id).
-:func:`category_stats` returns the categories sorted by id and refuses a
-file whose ``categories`` are not sorted, where the two orders differ.
+LVIS files list per category ``image_count``, ``instance_count`` and
+``frequency`` (``'r'`` 1-10 images, ``'c'`` 11-100, ``'f'`` more);
+COCO-format files do not. Both counts are computed here from the
+annotations, in mmdet's label order (the order of ``categories``, which
+must be sorted by id as in the official files), one frequency per label
+for the GRW loss.
 """
 import os
 from collections import Counter, defaultdict
@@ -38,18 +31,8 @@ _MAX_LISTED = 10
 def frequency_group(image_count: int,
                     rare_max: int = LVIS_RARE_MAX,
                     common_max: int = LVIS_COMMON_MAX) -> str:
-    """The LVIS frequency group of a category.
-
-    Args:
-        image_count (int): Number of training images annotated with it.
-        rare_max (int): Largest image count of a rare category.
-            Defaults to 10.
-        common_max (int): Largest image count of a common category.
-            Defaults to 100.
-
-    Returns:
-        str: ``'r'``, ``'c'`` or ``'f'``.
-    """
+    """The LVIS frequency group (``'r'``, ``'c'`` or ``'f'``) of a
+    category annotated in ``image_count`` training images."""
     if image_count <= rare_max:
         return 'r'
     if image_count <= common_max:
@@ -58,14 +41,7 @@ def frequency_group(image_count: int,
 
 
 def load_annotations(ann_file: Union[str, 'os.PathLike[str]']) -> dict:
-    """Read an LVIS / COCO-format JSON annotation file.
-
-    Args:
-        ann_file (str | PathLike): The JSON file.
-
-    Returns:
-        dict: The parsed file.
-    """
+    """Read an LVIS / COCO-format JSON annotation file."""
     path = os.fspath(ann_file)
     data = read_json_file(path, 'annotation file')
     if not isinstance(data, dict):
@@ -216,12 +192,10 @@ def write_class_freq(ann_file: Union[str, 'os.PathLike[str]'],
                      stats: Optional[Dict[str, Any]] = None) -> dict:
     """Write the class-frequency JSON of an LVIS / COCO training file.
 
-    ``"counts"`` (what the GRW loss reads by default) holds the per-category
-    IMAGE counts: LVIS defines its rare / common / frequent groups by image
-    counts. ``"image_count"`` repeats them and ``"instance_count"`` holds the
-    instance counts (select them with
-    ``class_freq=dict(file=..., key='instance_count')``); ``"category_ids"``
-    and ``"frequency"`` let the run check that the file fits the dataset.
+    ``"counts"`` (read by the GRW loss by default) are the IMAGE counts,
+    as LVIS groups categories by them; ``"instance_count"`` can be selected
+    with ``class_freq=dict(file=..., key='instance_count')``;
+    ``"category_ids"`` let the run check that the file fits the dataset.
 
     Args:
         ann_file (str | PathLike): The training annotation file.

@@ -8,8 +8,10 @@ mmengine's root registries). Configs load it with
 ``custom_imports = dict(imports=['mmdisalign.seg'])``.
 """
 import mmdisalign  # noqa: F401  (root registries, checkpoint loader)
-from .evaluation import *  # noqa: F401,F403
-from .models import *  # noqa: F401,F403
+from .evaluation import (HeadBodyTailIoUMetric, class_pixel_ratios,
+                         group_classes)
+from .models import (DisAlignDecodeHeadMixin,
+                     DisAlignDepthwiseSeparableASPPHead, DisAlignFCNHead)
 from .pixel_freq import (check_classes_present, count_class_pixels,
                          save_pixel_freq)
 

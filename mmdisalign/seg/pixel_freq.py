@@ -22,30 +22,16 @@ __all__ = [
 
 
 def unwrap_datasets(dataset: Any) -> List[Any]:
-    """The base segmentation datasets inside dataset wrappers.
-
-    ``ConcatDataset``-like wrappers (a ``datasets`` attribute) contribute
-    every member; ``RepeatDataset`` / ``ClassBalancedDataset`` /
-    ``MultiImageMixDataset``-like wrappers (a ``dataset`` attribute)
-    contribute their inner dataset ONCE (repeating a dataset does not
-    change its class ratios).
-
-    Args:
-        dataset: A dataset, wrapped or not.
-
-    Returns:
-        list: Datasets with ``get_data_info`` and ``metainfo``.
-    """
+    """The base datasets inside dataset wrappers: every member of a
+    ``ConcatDataset``-like wrapper (``datasets``), the inner dataset of a
+    ``RepeatDataset``-like one (``dataset``) once (repeating a dataset does
+    not change its class ratios)."""
     if hasattr(dataset, 'datasets'):
-        found = []
-        for member in dataset.datasets:
-            found.extend(unwrap_datasets(member))
-        return found
+        return [
+            d for member in dataset.datasets for d in unwrap_datasets(member)
+        ]
     if hasattr(dataset, 'dataset'):
         return unwrap_datasets(dataset.dataset)
-    if not hasattr(dataset, 'get_data_info'):
-        raise TypeError(f'{type(dataset).__name__} is not an mmseg dataset '
-                        '(no get_data_info)')
     return [dataset]
 
 
@@ -78,12 +64,7 @@ class _LabelStats(Dataset):
         info.setdefault('seg_fields', [])
         info.setdefault('reduce_zero_label',
                         getattr(self.dataset, 'reduce_zero_label', False))
-        try:
-            label = self.loader(info)['gt_seg_map']
-        except (FileNotFoundError, OSError) as error:
-            raise FileNotFoundError(
-                f'cannot read the annotation map {path}: {error}') from error
-        label = np.asarray(label).astype(np.int64).ravel()
+        label = self.loader(info)['gt_seg_map'].astype(np.int64).ravel()
         ignored = label == self.ignore_index
         valid = label[~ignored]
         bad = (valid < 0) | (valid >= self.num_classes)

@@ -17,9 +17,9 @@ from mmengine.runner import Runner
 from mmengine.visualization import Visualizer
 from PIL import Image
 
-from mmdisalign.det.fmnist_lvis import (FMNIST_LVIS_TRAIN, FMNIST_LVIS_VAL,
-                                        build_fmnist_lvis,
-                                        long_tail_instance_counts)
+from disalign_demo.fmnist_lvis import (FMNIST_LVIS_TRAIN, FMNIST_LVIS_VAL,
+                                       build_fmnist_lvis,
+                                       long_tail_instance_counts)
 from mmdisalign.det.lvis_stats import category_stats
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -728,7 +728,7 @@ def build_data(root, task):
         meta = builder(
             str(root), num_train=8, num_val=6, imbalance=10.0, seed=2)
         return meta['splits']['training']['pixels']
-    from mmdisalign.det.fmnist_lvis import build_fmnist_lvis
+    from disalign_demo.fmnist_lvis import build_fmnist_lvis
     result = build_fmnist_lvis(
         str(root), n_max=6, imbalance_ratio=3, val_per_class=1, seed=0)
     return result['stats']['image_count']

@@ -3,16 +3,18 @@
 Real Fashion-MNIST objects (Debian package ``dataset-fashion-mnist``) pasted
 onto 128x128 noise canvases, with exact RLE masks and tight boxes; training
 scenes from the training split (long-tailed), validation scenes from t10k
-(balanced). See :mod:`mmdisalign.det.fmnist_lvis`. Example::
+(balanced). See ``tools/disalign_demo/fmnist_lvis.py``. Example::
 
     python tools/dataset_converters/fmnist_lvis_scenes.py data/fmnist_lvis
     python tools/analysis_tools/lvis_class_freq.py \\
         data/fmnist_lvis/annotations/lvis_fmnist_train.json
 """
 import argparse
+import os.path as osp
 import sys
 
-from mmdisalign.det.fmnist_lvis import build_fmnist_lvis
+sys.path.append(osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
+from disalign_demo.fmnist_lvis import build_fmnist_lvis  # noqa: E402
 
 
 def parse_args(argv=None):

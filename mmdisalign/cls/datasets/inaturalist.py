@@ -3,7 +3,7 @@ import os.path as osp
 from typing import List, Optional, Union
 
 import numpy as np
-from mmengine.fileio import get_file_backend, get_local_path
+from mmengine.fileio import LocalBackend, get_file_backend, get_local_path
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
@@ -53,8 +53,6 @@ class INaturalist2018(BaseDataset):
                  check_images: bool = True,
                  allow_empty_classes: Optional[bool] = None,
                  **kwargs) -> None:
-        if not ann_file:
-            raise ValueError('INaturalist2018 needs an ann_file')
         self.check_images = check_images
         self.allow_empty_classes = allow_empty_classes
         self.class_counts: Optional[np.ndarray] = None
@@ -100,11 +98,7 @@ class INaturalist2018(BaseDataset):
         return names
 
     def load_data_list(self) -> List[dict]:
-        """Read and check the JSON annotations.
-
-        Returns:
-            list[dict]: ``dict(img_path=..., gt_label=...)`` per image.
-        """
+        """``dict(img_path=..., gt_label=...)`` per image, checked."""
         ann = self._read_json()
         names = self._class_names(ann['categories'])
         given = self._metainfo.get('classes')
@@ -131,7 +125,7 @@ class INaturalist2018(BaseDataset):
             labels[img_id] = cat
 
         backend = get_file_backend(self.img_prefix, enable_singleton=True)
-        local = type(backend).__name__ == 'LocalBackend'
+        local = isinstance(backend, LocalBackend)
         data_list, seen = [], set()
         for i, img in enumerate(ann['images']):
             img_id = self._entry(img, 'id', 'images', i)
@@ -152,8 +146,8 @@ class INaturalist2018(BaseDataset):
             raise ValueError(f'{self.ann_file}: annotations name image_id '
                              f'{orphans[0]!r}, which is not in "images"')
 
-        self.class_counts = count_labels(
-            [d['gt_label'] for d in data_list], num_classes)
+        self.class_counts = count_labels([d['gt_label'] for d in data_list],
+                                         num_classes)
         allow_empty = (
             self.test_mode
             if self.allow_empty_classes is None else self.allow_empty_classes)

@@ -5,7 +5,6 @@ and the embedded Fashion-MNIST-LT lists share one format: one sample per
 line, an image path relative to the image root, whitespace, then an integer
 class index. Every check names the file and the 1-based line number.
 """
-import os.path as osp
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -36,12 +35,9 @@ def read_list_file(
         sample in the file.
 
     Raises:
-        FileNotFoundError: The list file does not exist.
         ValueError: A line is malformed, a label is not an integer or lies
             outside ``[0, num_classes)``, or the file holds no sample.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'list file not found: {path}')
     paths, labels, line_numbers = [], [], []
     with open(path, encoding='utf-8') as f:
         for lineno, raw in enumerate(f, start=1):

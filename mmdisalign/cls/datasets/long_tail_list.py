@@ -3,7 +3,7 @@ import os.path as osp
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
-from mmengine.fileio import get_file_backend
+from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.logging import MMLogger
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
@@ -57,12 +57,6 @@ class LongTailListDataset(BaseDataset):
                  check_images: bool = True,
                  allow_empty_classes: Optional[bool] = None,
                  **kwargs) -> None:
-        if not ann_file:
-            raise ValueError('LongTailListDataset needs an ann_file')
-        if num_classes is not None and (not isinstance(num_classes, int)
-                                        or num_classes <= 0):
-            raise ValueError(
-                f'num_classes must be a positive int, got {num_classes!r}')
         self.num_classes = num_classes
         self.check_images = check_images
         self.allow_empty_classes = allow_empty_classes
@@ -103,12 +97,7 @@ class LongTailListDataset(BaseDataset):
             'images are missing)')
 
     def load_data_list(self) -> List[dict]:
-        """Read and check the list file.
-
-        Returns:
-            list[dict]: ``dict(img_path=..., gt_label=...)`` per sample.
-        """
-        # Labels are range-checked below once K is known; parse once.
+        """``dict(img_path=..., gt_label=...)`` per sample, checked."""
         paths, labels, line_numbers = read_list_file(self.ann_file)
         num_classes = self._resolve_num_classes(labels)
         bad = np.flatnonzero(labels >= num_classes)
@@ -126,7 +115,7 @@ class LongTailListDataset(BaseDataset):
 
         backend = get_file_backend(self.img_prefix, enable_singleton=True)
         full_paths = [backend.join_path(self.img_prefix, p) for p in paths]
-        local = type(backend).__name__ == 'LocalBackend'
+        local = isinstance(backend, LocalBackend)
         if self.check_images and local:
             self._check_images(paths, line_numbers, full_paths)
 

@@ -10,6 +10,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmpretrain.registry import METRICS
 
+from mmdisalign.utils.class_freq import load_class_freq, load_class_freq_meta
+
 from ..datasets.list_file import list_file_class_counts
 
 __all__ = ['LongTailAccuracy', 'long_tail_groups']
@@ -18,19 +20,8 @@ __all__ = ['LongTailAccuracy', 'long_tail_groups']
 def long_tail_groups(train_counts: Sequence[int],
                      many_thr: float = 100,
                      few_thr: float = 20) -> np.ndarray:
-    """Group of every class by its training count.
-
-    ``'many'``: count > ``many_thr``; ``'few'``: count < ``few_thr``;
-    ``'medium'``: the rest (``few_thr <= count <= many_thr``).
-
-    Args:
-        train_counts (Sequence[int]): Training images per class.
-        many_thr (float): Defaults to 100.
-        few_thr (float): Defaults to 20.
-
-    Returns:
-        np.ndarray: An array of group names, one per class.
-    """
+    """The group name of every class: ``'many'`` (count > ``many_thr``),
+    ``'few'`` (count < ``few_thr``) or ``'medium'``."""
     if few_thr > many_thr:
         raise ValueError(
             f'few_thr ({few_thr}) must not exceed many_thr ({many_thr})')
@@ -121,11 +112,7 @@ class LongTailAccuracy(BaseMetric):
         return list(classes) if classes is not None else None
 
     def get_train_counts(self) -> np.ndarray:
-        """Training images per class (loaded once).
-
-        Returns:
-            np.ndarray: int or float array of shape (K,).
-        """
+        """Training images per class, shape (K,) (loaded once)."""
         if self._train_counts is not None:
             return self._train_counts
         names = self._class_names()
@@ -140,8 +127,6 @@ class LongTailAccuracy(BaseMetric):
             counts = list_file_class_counts(self.train_ann_file, num_classes,
                                             names)
         else:
-            from mmdisalign.utils.class_freq import (load_class_freq,
-                                                     load_class_freq_meta)
             counts = load_class_freq(self.class_freq, num_classes=num_classes)
             if isinstance(self.class_freq, str) and names is not None:
                 file_names = load_class_freq_meta(self.class_freq)['classes']

@@ -14,17 +14,11 @@ __all__ = ['DisAlignLinearClsHead']
 class DisAlignLinearClsHead(LinearClsHead):
     """A :class:`LinearClsHead` whose logits go through a calibration.
 
-    ``fc`` is the original (stage-1) classifier under the same name as in
-    ``LinearClsHead``, so a stage-1 checkpoint loads without renaming; the
-    new parameters live under ``calibration.``. Forward: feature ``x`` ->
-    ``z = fc(x)`` -> ``calibration(z, x, classifier_weight=fc.weight)``.
-    The head holds no formula: the calibration module does.
-
-    Any calibration of mmdisalign works: the DisAlign one (default, with
-    the reference classification initialisation) or a post-hoc baseline
-    (``LWSCalibration``, ``TauNormCalibration``,
-    ``LogitAdjustCalibration``). Freezing ``fc`` (and the backbone) in
-    stage 2 is the job of ``DisAlignFreezeHook``.
+    ``fc`` keeps its upstream name, so a stage-1 checkpoint loads without
+    renaming; the new parameters live under ``calibration.``. Forward:
+    ``calibration(fc(x), x, classifier_weight=fc.weight)``. Any calibration
+    of mmdisalign works (DisAlign, ``LWSCalibration``,
+    ``TauNormCalibration``, ``LogitAdjustCalibration``).
 
     Args:
         num_classes (int): Number of classes.
@@ -34,10 +28,8 @@ class DisAlignLinearClsHead(LinearClsHead):
             Defaults to ``dict(type='DisAlignCalibration',
             init_mode='reference_cls')``.
         init_cfg (dict, optional): Init config of the head. Defaults to
-            ``dict(type='Normal', layer='Linear', std=0.01)`` as upstream
-            (the calibration keeps its own initialisation).
-        **kwargs: Other arguments of :class:`LinearClsHead` (``loss``,
-            ``topk``, ``cal_acc``).
+            ``dict(type='Normal', layer='Linear', std=0.01)`` as upstream.
+        **kwargs: Other arguments of :class:`LinearClsHead`.
     """
 
     def __init__(self,

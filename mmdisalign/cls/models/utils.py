@@ -12,21 +12,9 @@ __all__ = ['build_calibration']
 
 def build_calibration(cfg: dict, num_classes: int,
                       in_channels: int) -> nn.Module:
-    """Build a calibration module for a classification head.
-
-    ``num_classes`` is filled in, and ``in_channels`` too when the
-    calibration takes it (the adaptive DisAlign calibration does, the
-    post-hoc baselines do not). Values already in ``cfg`` must agree.
-
-    Args:
-        cfg (dict): Calibration config, e.g.
-            ``dict(type='DisAlignCalibration', init_mode='reference_cls')``.
-        num_classes (int): Classes of the head.
-        in_channels (int): Channels of the feature that feeds the head.
-
-    Returns:
-        nn.Module: The calibration module.
-    """
+    """Build the calibration of a classification head from ``cfg`` (or
+    return a module as is), filling in ``num_classes`` and, where the
+    calibration takes it, ``in_channels``; values in ``cfg`` must agree."""
     if isinstance(cfg, nn.Module):
         return cfg
     calib_cls = calibration_class(cfg, MODELS)

@@ -1,6 +1,5 @@
 """mIoU / mAcc overall and per head / body / tail group of classes."""
 import math
-import numbers
 import os
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Union
@@ -44,9 +43,7 @@ def class_pixel_ratios(class_freq: Union[str, os.PathLike],
         return counts
     total = meta.get('total_pixels')
     if total is not None:
-        valid = isinstance(total, numbers.Real) and not isinstance(
-            total, bool) and total > 0
-        if not valid:
+        if not total > 0:
             raise ValueError(f'{os.fspath(class_freq)}: "total_pixels" must '
                              f'be a positive number, got {total!r}')
         if counts.sum() > total:
@@ -83,21 +80,12 @@ def group_classes(
 
 
 def _check_thresholds(thresholds: Sequence[float]) -> tuple:
-    if isinstance(thresholds, (str, bytes)) or not isinstance(
-            thresholds, Sequence) or len(thresholds) == 0:
-        raise TypeError('thresholds must be a non-empty sequence of '
-                        f'numbers, got {thresholds!r}')
-    values = []
-    for value in thresholds:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                or not math.isfinite(value) or value <= 0:
-            raise ValueError('thresholds must be finite positive ratios, '
-                             f'got {thresholds!r}')
-        values.append(float(value))
-    if any(a <= b for a, b in zip(values[:-1], values[1:])):
-        raise ValueError('thresholds must be strictly decreasing (head '
-                         f'first), got {tuple(thresholds)}')
-    return tuple(values)
+    values = tuple(float(t) for t in thresholds)
+    if not values or values[-1] <= 0 or any(
+            a <= b for a, b in zip(values[:-1], values[1:])):
+        raise ValueError('thresholds must be positive and strictly '
+                         f'decreasing (head first), got {tuple(thresholds)}')
+    return values
 
 
 @METRICS.register_module()
@@ -157,10 +145,9 @@ class HeadBodyTailIoUMetric(IoUMetric):
                 f'{len(self.thresholds)} thresholds make '
                 f'{len(self.thresholds) + 1} groups, but group_names has '
                 f'{len(group_names)} names: {group_names}')
-        if len(set(group_names)) != len(group_names) or not all(
-                isinstance(name, str) and name for name in group_names):
-            raise ValueError('group_names must be distinct non-empty '
-                             f'strings, got {group_names}')
+        if len(set(group_names)) != len(group_names):
+            raise ValueError(f'group_names must be distinct, got '
+                             f'{group_names}')
         self.group_names = group_names
         self.class_freq = os.fspath(class_freq)
         self.check_class_names = check_class_names
@@ -170,21 +157,13 @@ class HeadBodyTailIoUMetric(IoUMetric):
         self.ratios = class_pixel_ratios(self.class_freq, class_freq_key)
         self.groups = group_classes(self.ratios, self.thresholds)
 
-    @property
-    def dataset_meta(self) -> Optional[dict]:
-        """Meta info of the evaluated dataset.
-
-        Setting it (the Runner does when it builds the validation / test
-        loop, before training starts) checks that the frequency file
-        describes the dataset's classes.
-        """
-        return self._dataset_meta
-
-    @dataset_meta.setter
+    @IoUMetric.dataset_meta.setter
     def dataset_meta(self, dataset_meta: Optional[dict]) -> None:
+        """Setting it (the Runner does before training) checks that the
+        frequency file describes the dataset's classes."""
         if dataset_meta and dataset_meta.get('classes') is not None:
             self._check_dataset(dataset_meta['classes'])
-        self._dataset_meta = dataset_meta
+        IoUMetric.dataset_meta.fset(self, dataset_meta)
 
     def _check_dataset(self, class_names: Sequence[str]) -> None:
         """The frequency file must describe the evaluated classes."""

@@ -43,37 +43,19 @@ CONFIDENCE_MODES = ('linear', 'reference')
 class DisAlignDecodeHeadMixin:
     """Adds a per-pixel DisAlign calibration to an mmseg decode head.
 
-    Put it FIRST among the bases, before the upstream head class. The head
-    then computes ``z = conv_seg(dropout(f))`` as upstream and returns
-    ``calibration(z, f)``, where ``f`` is the feature map the upstream head
-    passes to ``cls_seg`` (``channels`` channels, the decoder resolution).
-    With the default :class:`DisAlignCalibration` that is
-
-    ``zhat = (1 + sigma * alpha) * z + sigma * beta``
-
-    with per-class ``alpha``, ``beta`` (shape ``(K,)``, broadcast over
-    pixels) and a per-pixel confidence map ``sigma`` computed from ``f``
-    before the dropout, as in the reference code. At init ``alpha = beta =
-    0``: the head is exactly the upstream head.
-
-    The calibration is any :class:`BaseCalibration`; ``num_classes``
-    (``out_channels`` of the head) is filled in, and for
-    :class:`DisAlignCalibration` also ``in_channels`` (``channels``),
-    ``dense=True`` and the confidence layout chosen by ``confidence``.
-    Explicit ``confidence_norm_cfg`` / ``confidence_act_cfg`` keys in
-    ``calibration`` win over ``confidence``. The original classifier
-    ``conv_seg`` is not touched here: ``DisAlignFreezeHook`` freezes it
-    with everything else that is not a calibration module.
-
-    A :class:`GRWCrossEntropyLoss` in ``loss_decode`` must have one class
-    weight per output channel; a mismatch (e.g. the frequency file of
-    another dataset) raises a ValueError when the head is built.
+    Put it FIRST among the bases. The head computes ``z = conv_seg(
+    dropout(f))`` as upstream and returns ``calibration(z, f)``, ``f`` being
+    the feature map the upstream head passes to ``cls_seg`` (before the
+    dropout, as in the reference code). ``num_classes`` (``out_channels``)
+    is filled into the calibration config, and where the calibration takes
+    them ``in_channels`` (``channels``), ``dense=True`` and, with
+    ``confidence='reference'``, the head's ``norm_cfg`` / ``act_cfg`` as
+    ``confidence_norm_cfg`` / ``confidence_act_cfg`` (explicit keys win).
 
     Args:
         calibration (dict | BaseCalibration, optional): Calibration config
             (or module). Defaults to ``dict(type='DisAlignCalibration')``.
-        confidence (str): ``'linear'`` or ``'reference'``, see
-            :data:`CONFIDENCE_MODES`; only used by
+        confidence (str): One of :data:`CONFIDENCE_MODES`; only used by
             :class:`DisAlignCalibration`. Defaults to ``'linear'``.
         *args, **kwargs: Arguments of the upstream head.
     """
@@ -93,12 +75,11 @@ class DisAlignDecodeHeadMixin:
 
     def _build_calibration(self, cfg: Optional[Union[dict, nn.Module]],
                            confidence: str) -> BaseCalibration:
-        """Build the calibration, filling in the head's sizes."""
-        if cfg is None:
-            cfg = dict(type='DisAlignCalibration')
         if isinstance(cfg, nn.Module):
             module = cfg
         else:
+            if cfg is None:
+                cfg = dict(type='DisAlignCalibration')
             calib_cls = calibration_class(cfg, MODELS)
             cfg = copy.deepcopy(dict(cfg))
             if issubclass(calib_cls, DisAlignCalibration) and (confidence
@@ -121,9 +102,6 @@ class DisAlignDecodeHeadMixin:
                     dense='dense per-pixel output'))
             cfg['type'] = calib_cls
             module = MODELS.build(cfg)
-        if not isinstance(module, BaseCalibration):
-            raise TypeError('calibration must be a mmdisalign '
-                            f'BaseCalibration, got {type(module).__name__}')
         if module.num_logits != self.out_channels:
             raise ValueError(
                 f'the calibration takes {module.num_logits} logit columns '
@@ -150,14 +128,7 @@ class DisAlignDecodeHeadMixin:
                     'frequency file of the training set of this model')
 
     def cls_seg(self, feat: Tensor) -> Tensor:
-        """Classify each pixel, then calibrate the scores.
-
-        Args:
-            feat (Tensor): ``(N, channels, H, W)`` feature map.
-
-        Returns:
-            Tensor: Calibrated scores ``(N, out_channels, H, W)``.
-        """
+        """Calibrated scores ``(N, out_channels, H, W)`` of ``feat``."""
         logits = super().cls_seg(feat)
         return self.calibration(
             logits, feat, classifier_weight=self.conv_seg.weight)
@@ -165,24 +136,13 @@ class DisAlignDecodeHeadMixin:
 
 @MODELS.register_module()
 class DisAlignFCNHead(DisAlignDecodeHeadMixin, FCNHead):
-    """FCN head (``FCNHead``) with a per-pixel DisAlign calibration.
-
-    The calibration reads the feature after ``convs`` (and ``conv_cat``
-    when ``concat_input``), the input of ``conv_seg``. See
-    :class:`DisAlignDecodeHeadMixin` for ``calibration`` and
-    ``confidence``; every other argument is ``FCNHead``'s.
+    """``FCNHead`` with a per-pixel DisAlign calibration of the input of
+    ``conv_seg`` (after ``convs`` and, with ``concat_input``, ``conv_cat``).
     """
 
 
 @MODELS.register_module()
 class DisAlignDepthwiseSeparableASPPHead(DisAlignDecodeHeadMixin,
                                          DepthwiseSeparableASPPHead):
-    """DeepLabV3+ head (``DepthwiseSeparableASPPHead``) with a per-pixel
-    DisAlign calibration.
-
-    The calibration reads the output of ``sep_bottleneck`` (ASPP features
-    fused with the low-level ``c1`` features, at the ``c1`` resolution), the
-    input of ``conv_seg``. See :class:`DisAlignDecodeHeadMixin` for
-    ``calibration`` and ``confidence``; every other argument is
-    ``DepthwiseSeparableASPPHead``'s.
-    """
+    """DeepLabV3+ head with a per-pixel DisAlign calibration of the input
+    of ``conv_seg`` (the output of ``sep_bottleneck``)."""

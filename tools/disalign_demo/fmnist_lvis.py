@@ -28,10 +28,11 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from mmdisalign.utils.idx import (DEFAULT_FASHION_MNIST_DIR,
-                                  FASHION_MNIST_CLASSES, load_fashion_mnist)
+from mmdisalign.det.lvis_stats import (LVIS_COMMON_MAX, LVIS_RARE_MAX,
+                                       category_stats)
 
-from .lvis_stats import LVIS_COMMON_MAX, LVIS_RARE_MAX, category_stats
+from .idx import (DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES,
+                  load_fashion_mnist)
 
 __all__ = [
     'FMNIST_LVIS_TRAIN', 'FMNIST_LVIS_VAL', 'long_tail_instance_counts',
@@ -221,7 +222,7 @@ def build_fmnist_lvis(out_dir: str,
 
     Returns:
         dict: ``train`` and ``val`` annotation file paths and the training
-        ``stats`` (:func:`~mmdisalign.det.lvis_stats.category_stats`).
+        ``stats`` (:func:`mmdisalign.det.lvis_stats.category_stats`).
     """
     if not 1 <= objects_per_image[0] <= objects_per_image[1]:
         raise ValueError(f'objects_per_image must be (min, max) with 1 <= '
