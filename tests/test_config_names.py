@@ -29,7 +29,7 @@ NAME = re.compile(r'(?P<model>[a-z0-9.-]+(?:_[a-z0-9.-]+)*?)'
                   r'_(?P<gpus>\d+)xb(?P<batch>\d+)'
                   r'(?:-(?P<schedule>[a-z0-9.-]+))?'
                   r'_(?P<dataset>[a-z0-9.-]+)'
-                  r'(?:_(?P<method>disalign|crt|lws|tau-norm|logit-adjust))?'
+                  r'(?:_(?P<method>disalign(?:-cached)?|crt|lws|tau-norm|logit-adjust))?'
                   r'\.py')
 DATASETS = {
     'cls': ('fashion-mnist-lt', 'imagenet-lt', 'inat2018', 'places-lt'),
@@ -67,7 +67,7 @@ def walk(node):
 
 def test_basenames_are_unique():
     names = [osp.basename(p) for p in ALL_FILES]
-    assert len(SHIPPED) == 58
+    assert len(SHIPPED) == 59
     assert sorted(n for n in set(names) if names.count(n) > 1) == []
 
 
@@ -138,4 +138,6 @@ def test_name_says_what_the_config_is(path):
         method = 'crt'
     else:
         method = None  # stage 1: plain training
+    if cfg['model'].get('type') == 'CachedFeatureClassifier':
+        method += '-cached'  # stage 2 on features cached from stage 1
     assert match['method'] == method

@@ -35,7 +35,7 @@ STAGE1_CONFIG = osp.join(CONFIG_DIR,
 #: the cached path on top of the DisAlign stage-2 config).
 CACHED_STAGE2_CONFIG = osp.join(
     CONFIG_DIR,
-    'disalign-cached_resnet18-s3w16_1xb128_10e_fashion-mnist-lt.py')
+    'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_disalign-cached.py')
 GROUPS = ('many', 'medium', 'few')
 #: Metric keys of ``LongTailAccuracy`` (prefix ``lt/``), table order.
 METRIC_KEYS = ('top1', ) + GROUPS
