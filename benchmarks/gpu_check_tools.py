@@ -119,6 +119,10 @@ def prune_mmcv(root: str, ops: str) -> None:
     cuda_dir = osp.join(root, 'mmcv', 'ops', 'csrc', 'pytorch', 'cuda')
     files = {f for op in keep for f in CUDA_OPS[op][0]}
     impls = {i for op in keep for i in CUDA_OPS[op][1]}
+    present = {n for n in os.listdir(cuda_dir) if n.endswith('.cu')}
+    if present == files:
+        print(f'prune-mmcv: already pruned to {sorted(files)}')
+        return
     removed = 0
     for name in sorted(os.listdir(cuda_dir)):
         if name.endswith('.cu') and name not in files:
