@@ -29,6 +29,9 @@
 #   GPU_CHECK_DRY=1 PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
 #       # CPU rehearsal: no install, no build, tiny sizes, no AMP
 # Environment (defaults in brackets):
+#   GPU_CHECK_PREFLIGHT 1: only check (on a CPU, in a minute) that the
+#                       files named below exist, the configs parse and the
+#                       benchmarks import what they use; then exit
 #   GPU_CHECK_DRY       1: shortcut for DEVICE=cpu INSTALL=0 BUILD=0
 #                       SIZES=tiny [0]
 #   GPU_CHECK_DEVICE    cuda | cpu [cuda]
@@ -94,6 +97,18 @@ RESERVE=15   # seconds kept for the summary
 LIMIT_SCALE=1
 [[ $DEVICE == cpu ]] && LIMIT_SCALE=8
 DEADLINE=$(( SECONDS + BUDGET ))
+
+if [[ ${GPU_CHECK_PREFLIGHT:-0} == 1 ]]; then
+  PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PY" \
+    benchmarks/gpu_check_tools.py preflight "$CLS_STAGE1" "$CLS_STAGE2" \
+    "$SEG_STAGE1" "$SEG_STAGE2" "$DET_STAGE1" "$DET_STAGE2" \
+    "$CLS_DATA_TOOL" "$SEG_DATA_TOOL" "$DET_DATA_TOOL" "$SEG_FREQ_TOOL" \
+    "$DET_FREQ_TOOL" "$TRAIN_TOOL" "$TEST_TOOL" "$DIST_TRAIN" \
+    benchmarks/cls_resnet50.py benchmarks/seg_deeplabv3plus.py \
+    benchmarks/det_mask_rcnn.py benchmarks/sync_check.py \
+    .gpu/sdist/mmcv-2.1.0.tar.gz .gpu/fashion-mnist/train-images-idx3-ubyte.gz
+  exit $?
+fi
 
 mkdir -p "$OUT" "$WORK"
 rm -rf "${WORK:?}/run" "$WORK/rows.tsv" "$WORK"/*.json
@@ -406,23 +421,61 @@ e2e() {
   say "e2e $task: $status ($(( SECONDS - t0 ))s)"
 }
 
+CLS_S1_OPTS="train_cfg.max_epochs=$S1_EPOCHS ${LOADER_OPTS[*]}"
+CLS_S2_OPTS="train_cfg.max_epochs=$S2_EPOCHS ${LOADER_OPTS[*]}"
+SEG_S1_OPTS="train_cfg.max_iters=$SEG_S1_ITERS train_cfg.val_interval=$SEG_S1_ITERS default_hooks.checkpoint.interval=$SEG_S1_ITERS param_scheduler.0.end=$SEG_S1_ITERS ${LOADER_OPTS[*]}"
+SEG_S2_OPTS="train_cfg.max_iters=$SEG_S2_ITERS train_cfg.val_interval=$SEG_S2_ITERS default_hooks.checkpoint.interval=$SEG_S2_ITERS param_scheduler.0.end=$SEG_S2_ITERS ${LOADER_OPTS[*]}"
+DET_S1_OPTS="train_cfg.max_iters=$DET_S1_ITERS train_cfg.val_interval=100000 default_hooks.checkpoint.interval=$DET_S1_ITERS param_scheduler.1.end=$DET_S1_ITERS param_scheduler.1.milestones=[$(( DET_S1_ITERS - 1 ))]"
+DET_S2_OPTS="train_cfg.max_iters=$DET_S2_ITERS train_cfg.val_interval=100000 default_hooks.checkpoint.interval=$DET_S2_ITERS param_scheduler.1.end=$DET_S2_ITERS param_scheduler.1.milestones=[$(( DET_S2_ITERS - 1 ))] model.test_cfg.rcnn.max_per_img=100"
 e2e_cls() {
   e2e cls "$CLS_STAGE1" "$CLS_STAGE2" "epoch_$S1_EPOCHS.pth" \
-    "epoch_$S2_EPOCHS.pth" \
-    "train_cfg.max_epochs=$S1_EPOCHS ${LOADER_OPTS[*]}" \
-    "train_cfg.max_epochs=$S2_EPOCHS ${LOADER_OPTS[*]}"
+    "epoch_$S2_EPOCHS.pth" "$CLS_S1_OPTS" "$CLS_S2_OPTS"
 }
 e2e_seg() {
   e2e seg "$SEG_STAGE1" "$SEG_STAGE2" "iter_$SEG_S1_ITERS.pth" \
-    "iter_$SEG_S2_ITERS.pth" \
-    "train_cfg.max_iters=$SEG_S1_ITERS train_cfg.val_interval=$SEG_S1_ITERS default_hooks.checkpoint.interval=$SEG_S1_ITERS param_scheduler.0.end=$SEG_S1_ITERS ${LOADER_OPTS[*]}" \
-    "train_cfg.max_iters=$SEG_S2_ITERS train_cfg.val_interval=$SEG_S2_ITERS default_hooks.checkpoint.interval=$SEG_S2_ITERS param_scheduler.0.end=$SEG_S2_ITERS ${LOADER_OPTS[*]}"
+    "iter_$SEG_S2_ITERS.pth" "$SEG_S1_OPTS" "$SEG_S2_OPTS"
 }
 e2e_det() {
   e2e det "$DET_STAGE1" "$DET_STAGE2" "iter_$DET_S1_ITERS.pth" \
-    "iter_$DET_S2_ITERS.pth" \
-    "train_cfg.max_iters=$DET_S1_ITERS train_cfg.val_interval=100000 default_hooks.checkpoint.interval=$DET_S1_ITERS param_scheduler.1.end=$DET_S1_ITERS param_scheduler.1.milestones=[$(( DET_S1_ITERS - 1 ))]" \
-    "train_cfg.max_iters=$DET_S2_ITERS train_cfg.val_interval=100000 default_hooks.checkpoint.interval=$DET_S2_ITERS param_scheduler.1.end=$DET_S2_ITERS param_scheduler.1.milestones=[$(( DET_S2_ITERS - 1 ))] model.test_cfg.rcnn.max_per_img=100"
+    "iter_$DET_S2_ITERS.pth" "$DET_S1_OPTS" "$DET_S2_OPTS"
+}
+
+# Stage 2 again with bf16 autocast, from the stage-1 checkpoints above.
+e2e_bf16() {
+  local t0=$SECONDS status=ok notes="" task cfg ckpt opts loss
+  local -a s2
+  if [[ $DEVICE != cuda ]]; then
+    row "e2e bf16" skipped "-" "AMP needs CUDA"
+    return
+  fi
+  for task in cls seg det; do
+    case $task in
+      cls) cfg=$CLS_STAGE2 ckpt=epoch_$S1_EPOCHS.pth opts=$CLS_S2_OPTS ;;
+      seg) cfg=$SEG_STAGE2 ckpt=iter_$SEG_S1_ITERS.pth opts=$SEG_S2_OPTS ;;
+      det) cfg=$DET_STAGE2 ckpt=iter_$DET_S1_ITERS.pth opts=$DET_S2_OPTS ;;
+    esac
+    if [[ ! -f $RUN/work_dirs/$task/stage1/$ckpt ]]; then
+      notes="$notes $task: no stage 1;"
+      continue
+    fi
+    if [[ $task == det ]] && (( ! MMCV_OK )); then
+      notes="$notes det: no mmcv ops;"
+      continue
+    fi
+    read -r -a s2 <<< "$opts"
+    PART_CWD=$RUN run_part e2e.log 120 "$PY" "$REPO/$TRAIN_TOOL" \
+      "$REPO/$cfg" --work-dir "$RUN/work_dirs/$task/stage2_bf16" --amp \
+      --cfg-options "${COMMON_OPTS[@]}" optim_wrapper.dtype=bfloat16 \
+      "load_from=$RUN/work_dirs/$task/stage1/$ckpt" "${s2[@]}"
+    loss=$(grep -oE ' loss: [0-9.naif]+' "$PART_TMP" | tail -n 1)
+    notes="$notes $task: $PART_STATUS,${loss:- loss: -};"
+    if (( PART_RC != 0 )) || grep -qE ' loss: (nan|inf)' "$PART_TMP"; then
+      status=FAIL
+    fi
+  done
+  row "e2e bf16" "$status" "$(( SECONDS - t0 ))s" \
+    "stage 2 with AmpOptimWrapper bfloat16:$notes"
+  say "e2e bf16: $status"
 }
 
 # --- one-GPU torchrun (NCCL) ------------------------------------------------
@@ -494,6 +547,7 @@ if (( ENV_OK )); then
     sync_check cls,seg
     row "e2e det" skipped "-" "no mmcv ops"
   fi
+  (( DATA_OK )) && e2e_bf16
 fi
 
 # --- summary ------------------------------------------------------------------

@@ -9,6 +9,8 @@ Sub-commands::
                                ``nms,roi_align``) in the unpacked sdist ROOT
     check-mmcv-ops             compare mmcv's CUDA nms and roi_align with
                                torchvision's on random data (needs CUDA)
+    preflight FILE...          the named files exist, every config
+                               parses, the benchmarks import what they use
     requires SITE              check that every requirement of the
                                distributions installed in SITE is
                                importable here (exit 1 if one is missing)
@@ -181,6 +183,54 @@ def check_mmcv_ops() -> None:
           f'roi_align max difference {diff:.2e}, backward ok')
 
 
+def preflight(paths) -> int:
+    """Static checks before spending device time (seconds, on a CPU)."""
+    import importlib
+    problems = []
+    for path in paths:
+        if not osp.isfile(path):
+            problems.append(f'missing file {path}')
+    here = osp.dirname(osp.abspath(__file__))
+    sys.path.insert(0, here)
+    sys.path.insert(0, osp.dirname(here))
+    from mmengine.config import Config
+    configs = [p for p in paths if p.startswith('configs') or '/configs/' in p]
+    for name in ('seg_deeplabv3plus', 'det_mask_rcnn'):
+        module = importlib.import_module(name)
+        for attr in ('STAGE2_CONFIG', 'CONFIGS'):
+            value = getattr(module, attr, None)
+            if isinstance(value, str):
+                configs.append(value)
+            elif isinstance(value, dict):
+                configs.extend(value.values())
+    for path in configs:
+        if not osp.isfile(path):
+            problems.append(f'missing config {path}')
+            continue
+        try:
+            Config.fromfile(path)
+        except Exception as exc:  # noqa: BLE001 - report every config
+            problems.append(f'{path}: {type(exc).__name__}: {exc}')
+    for module, names in (
+        ('mmdisalign.engine.hooks.freeze_hook', ['DisAlignFreezeHook']),
+        ('mmdisalign.engine.stage2_fastpath', ['enable_stage2_fastpath']),
+        ('mmdisalign.models.calibration', ['is_calibration']),
+        ('cls_resnet50', ['SPEC']),
+        ('sync_check', ['main']),
+    ):
+        try:
+            mod = importlib.import_module(module)
+            for name in names:
+                getattr(mod, name)
+        except (ImportError, AttributeError) as exc:
+            problems.append(f'{module}: {exc}')
+    for line in problems:
+        print(f'PREFLIGHT  {line}')
+    print(f'preflight: {len(paths)} files, {len(configs)} configs, '
+          f'{len(problems)} problem(s)')
+    return 1 if problems else 0
+
+
 #: Requirements met by another distribution of the same modules.
 ALIASES = {
     'opencv-python': 'opencv-python-headless',
@@ -305,6 +355,8 @@ def main(argv=None) -> int:
     sub.add_parser('check-mmcv-ops')
     p = sub.add_parser('requires')
     p.add_argument('site')
+    p = sub.add_parser('preflight')
+    p.add_argument('files', nargs='+')
     p = sub.add_parser('bench-notes')
     p.add_argument('json')
     p = sub.add_parser('sync-notes')
@@ -320,6 +372,8 @@ def main(argv=None) -> int:
         check_mmcv_ops()
     elif args.cmd == 'requires':
         return requires(args.site)
+    elif args.cmd == 'preflight':
+        return preflight(args.files)
     elif args.cmd == 'bench-notes':
         print(bench_notes(args.json))
     elif args.cmd == 'sync-notes':
