@@ -155,32 +155,36 @@ def prune_mmcv(root: str, ops: str) -> None:
           f'{len(sections) - len(kept)} section(s)')
 
 
-def check_mmcv_ops() -> None:
-    """mmcv's CUDA nms / roi_align against torchvision's, on the GPU."""
+def check_mmcv_ops(device: str = 'cuda') -> None:
+    """mmcv's nms / roi_align against torchvision's (on the GPU: CUDA)."""
     import torch
     import torchvision
     from mmcv.ops import nms, roi_align
     g = torch.Generator().manual_seed(0)
     xy = torch.rand(2000, 2, generator=g) * 800
     wh = torch.rand(2000, 2, generator=g) * 200 + 1
-    boxes = torch.cat([xy, xy + wh], 1).cuda()
-    scores = torch.rand(2000, generator=g).cuda()
+    boxes = torch.cat([xy, xy + wh], 1).to(device)
+    scores = torch.rand(2000, generator=g).to(device)
     _, keep = nms(boxes, scores, 0.5)
     ref = torchvision.ops.nms(boxes, scores, 0.5)
-    assert torch.equal(keep.sort().values, ref.sort().values), 'nms differs'
-    feats = torch.randn(2, 16, 64, 64, generator=g).cuda().requires_grad_()
-    rois = torch.cat([
-        torch.randint(0, 2,
-                      (100, 1), generator=g).float(), boxes[:100].cpu() / 16
-    ], 1).cuda()
+    # the same algorithm; IoUs within rounding of 0.5 may decide otherwise
+    differ = len(set(keep.tolist()) ^ set(ref.tolist()))
+    assert differ <= max(2, len(ref) // 100), \
+        f'nms keeps {len(keep)} boxes, torchvision {len(ref)}, {differ} differ'
+    feats = torch.randn(2, 16, 64, 64, generator=g).to(device)
+    feats.requires_grad_()
+    index = torch.randint(0, 2, (100, 1), generator=g).float()
+    rois = torch.cat([index, boxes[:100].cpu() / 16], 1).to(device)
     out = roi_align(feats, rois, (7, 7), 1 / 8, 0, 'avg', True)
     ref = torchvision.ops.roi_align(feats, rois, (7, 7), 1 / 8, 0, True)
     diff = (out - ref).abs().max().item()
     assert diff < 1e-4, f'roi_align differs by {diff}'
     out.sum().backward()
     assert feats.grad is not None and torch.isfinite(feats.grad).all()
-    print(f'mmcv CUDA ops ok: nms keeps {len(keep)} boxes as torchvision, '
-          f'roi_align max difference {diff:.2e}, backward ok')
+    print(
+        f'mmcv {device} ops ok: nms keeps {len(keep)} boxes ({differ} differ '
+        f'from torchvision), roi_align max difference {diff:.2e}, '
+        'backward ok')
 
 
 def preflight(paths) -> int:
@@ -352,7 +356,8 @@ def main(argv=None) -> int:
     p = sub.add_parser('prune-mmcv')
     p.add_argument('root')
     p.add_argument('ops')
-    sub.add_parser('check-mmcv-ops')
+    p = sub.add_parser('check-mmcv-ops')
+    p.add_argument('--device', default='cuda')
     p = sub.add_parser('requires')
     p.add_argument('site')
     p = sub.add_parser('preflight')
@@ -369,7 +374,7 @@ def main(argv=None) -> int:
     elif args.cmd == 'prune-mmcv':
         prune_mmcv(args.root, args.ops)
     elif args.cmd == 'check-mmcv-ops':
-        check_mmcv_ops()
+        check_mmcv_ops(args.device)
     elif args.cmd == 'requires':
         return requires(args.site)
     elif args.cmd == 'preflight':
