@@ -24,11 +24,13 @@ mmcv op, and any call raises a ``RuntimeError`` naming the op, so nothing
 can silently run without them.
 
 ``prune-mmcv`` shortens the CUDA build from every kernel of mmcv (58 ``.cu``
-files) to the ones named: the other ``.cu`` files are deleted and their
+files) to the ones named: the other ``.cu`` files are deleted, their
 sections of ``pytorch/cuda/cudabind.cpp`` (the ``REGISTER_DEVICE_IMPL`` of
-their CUDA implementations) removed. Every op keeps its CPU implementation
-and its Python binding; calling a removed CUDA kernel raises mmcv's own
-"implementation for device cuda not found" error.
+their CUDA implementations) removed, and the three op wrappers that call
+their CUDA code directly are compiled as in a CPU build. Every op keeps its
+CPU implementation and its Python binding; calling a removed CUDA kernel
+raises mmcv's own error ("implementation for device cuda not found", "not
+compiled with GPU support").
 """
 import argparse
 import json
@@ -63,6 +65,14 @@ CUDA_OPS = {
     'roi_align': (['roi_align_cuda.cu'],
                   ['roi_align_forward_impl', 'roi_align_backward_impl']),
 }
+
+#: Op wrappers (``pytorch/*.cpp``) that call CUDA code of their op directly,
+#: not through cudabind.cpp's registry, under ``#ifdef MMCV_WITH_CUDA``
+#: (found with ``ldd -r`` on a pruned build). Without their kernels they are
+#: compiled as in a CPU build: on a CUDA tensor they raise mmcv's "not
+#: compiled with GPU support".
+DIRECT_CUDA_CALLERS = ('nms_rotated.cpp', 'nms_quadri.cpp', 'spconv_ops.cpp')
+UNDEF = '#undef MMCV_WITH_CUDA  // benchmarks/gpu_check_tools.py prune-mmcv\n'
 
 REGISTER = re.compile(r'^REGISTER_DEVICE_IMPL\(\s*(\w+)\s*,')
 
@@ -125,6 +135,15 @@ def prune_mmcv(root: str, ops: str) -> None:
     if present == files:
         print(f'prune-mmcv: already pruned to {sorted(files)}')
         return
+    pytorch_dir = osp.dirname(cuda_dir)
+    for name in DIRECT_CUDA_CALLERS:
+        path = osp.join(pytorch_dir, name)
+        with open(path) as f:
+            text = f.read()
+        if 'MMCV_WITH_CUDA' not in text:
+            sys.exit(f'prune-mmcv: {path} has no MMCV_WITH_CUDA any more')
+        with open(path, 'w') as f:
+            f.write(UNDEF + text)
     removed = 0
     for name in sorted(os.listdir(cuda_dir)):
         if name.endswith('.cu') and name not in files:
@@ -152,7 +171,8 @@ def prune_mmcv(root: str, ops: str) -> None:
         f.write(''.join(header) + '\n' + '\n'.join(kept))
     print(f'prune-mmcv: kept {sorted(files)} and {len(kept)} cudabind '
           f'section(s) ({sorted(found)}); removed {removed} .cu file(s) and '
-          f'{len(sections) - len(kept)} section(s)')
+          f'{len(sections) - len(kept)} section(s); CPU-only: '
+          f'{", ".join(DIRECT_CUDA_CALLERS)}')
 
 
 def check_mmcv_ops(device: str = 'cuda') -> None:
