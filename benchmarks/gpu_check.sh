@@ -164,7 +164,8 @@ run_part() {
 # The last test metrics line of the part log (mmengine's '(test)' line).
 test_metrics() {
   grep -E '(Epoch|Iter)\(test\)' "$PART_TMP" | tail -n 1 \
-    | sed -E 's/.*\(test\) *\[[0-9]+\/[0-9]+\] *//; s/ +/ /g' | cut -c1-160
+    | sed -E 's/.*\(test\) *\[[0-9]+\/[0-9]+\] *//; s/ (data_)?time: [0-9.]+//g; s/ +/ /g' \
+    | cut -c1-200
 }
 
 # --- sizes ------------------------------------------------------------------
@@ -360,24 +361,32 @@ FM="$FILES/fashion-mnist"
 [[ -d $FM ]] || FM=/usr/share/datasets/fashion-mnist
 DATA_OK=0
 DATA_NOTES=""
-data_step() {  # data_step CMD...: one step of the data part
+# data_step LABEL PATTERN CMD...: one step of the data part; notes get
+# "LABEL: <first match of PATTERN in its output>".
+data_step() {
+  local label=$1 pattern=$2
+  shift 2
   PART_CWD=$RUN run_part e2e.log 150 "$@"
-  DATA_NOTES="$DATA_NOTES$(grep -hE 'training counts|training and|^train:' \
-    "$PART_TMP" | cut -c1-60 | sed 's/$/ | /' | tr -d '\n')"
+  if [[ -n $pattern ]]; then
+    DATA_NOTES="$DATA_NOTES$label: $(grep -m1 -oE "$pattern" "$PART_TMP"); "
+  fi
   (( PART_RC == 0 ))
 }
 if (( ENV_OK )); then
   t0=$SECONDS
-  if data_step "$PY" "$REPO/$CLS_DATA_TOOL" "$CLS_DATA" --src-dir "$FM" \
+  if data_step "cls train images" 'total [0-9]+' \
+        "$PY" "$REPO/$CLS_DATA_TOOL" "$CLS_DATA" --src-dir "$FM" \
         --max-per-class "$CLS_MAX_PER_CLASS" \
         --test-per-class "$CLS_TEST_PER_CLASS" \
-      && data_step "$PY" "$REPO/$SEG_DATA_TOOL" "$SEG_DATA" \
+      && data_step seg '[0-9]+ training and [0-9]+ validation scenes' \
+        "$PY" "$REPO/$SEG_DATA_TOOL" "$SEG_DATA" \
         --fmnist-dir "$FM" "${SEG_SCENES[@]}" \
-      && data_step "$PY" "$REPO/$SEG_FREQ_TOOL" "$REPO/$SEG_STAGE1" \
+      && data_step "" "" "$PY" "$REPO/$SEG_FREQ_TOOL" "$REPO/$SEG_STAGE1" \
         "$SEG_FREQ" --cfg-options "train_dataloader.dataset.data_root=$SEG_DATA" \
-      && data_step "$PY" "$REPO/$DET_DATA_TOOL" "$DET_DATA" \
+      && data_step "det train" '[0-9]+ images, [0-9]+ instances' \
+        "$PY" "$REPO/$DET_DATA_TOOL" "$DET_DATA" \
         --fmnist-dir "$FM" "${DET_SCENES[@]}" \
-      && data_step "$PY" "$REPO/$DET_FREQ_TOOL" "$DET_TRAIN_ANN"; then
+      && data_step "" "" "$PY" "$REPO/$DET_FREQ_TOOL" "$DET_TRAIN_ANN"; then
     DATA_OK=1
   fi
   row data "$PART_STATUS" "$(( SECONDS - t0 ))s" "$DATA_NOTES"
