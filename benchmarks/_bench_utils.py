@@ -16,8 +16,22 @@ with a :class:`TaskSpec` and call :func:`main`, which prints, in one run:
   DisAlign model frozen by :class:`DisAlignFreezeHook` itself, frozen norm
   layers in eval mode), optionally also stage 2 with the fast path of
   :mod:`mmdisalign.engine.hooks.stage2_fastpath_hook`, timed in alternation;
-- peak memory of one training step of each mode, each in a fresh
-  subprocess (see :func:`measure_step_memory`).
+- the physical limit of a stage-2 step: a no-grad forward of the same
+  stage-2 model on the same batch, computing what the step computes before
+  its backward pass (``model.data_preprocessor(batch, True)`` then
+  ``model(..., mode='loss')`` under ``torch.no_grad()``, the frozen norm
+  layers in eval mode as in the step, no fast path), timed in the same
+  alternation; each stage-2 mode is reported as a ratio of it (target: at
+  most 1.1x; the fast path, which skips work whose result cannot change
+  the update, can go below 1);
+- peak memory of one training step of each mode (and of the no-grad
+  forward), each in a fresh subprocess (see :func:`measure_step_memory`).
+
+On CUDA every timed call is preceded and followed by
+``torch.cuda.synchronize()`` and nothing else synchronises inside the
+timed calls; peak memory is ``torch.cuda.max_memory_allocated``.
+``--amp fp16|bf16`` (CUDA only) trains with mmengine's ``AmpOptimWrapper``
+and runs the forward reference and the inference under the same autocast.
 
 Times are medians with the 25th-75th percentile and min-max spread.
 """
@@ -48,6 +62,11 @@ if _ROOT not in sys.path:  # running from a source checkout
 #: stage-2 fast path; the same with the fast path that also skips the loss
 #: of a frozen mmdet RPN (``skip_rpn_loss=True``).
 MODES = ('stage1', 'stage2', 'stage2-fast', 'stage2-fast-rpn')
+#: The no-grad forward of the stage-2 model: the physical limit of a stage-2
+#: step (timed and measured like a mode, reported as the reference).
+FORWARD = 'forward'
+#: Target of the stage-2 step over the no-grad forward.
+FORWARD_TARGET = 1.1
 
 
 # ---------------------------------------------------------------------------
@@ -90,6 +109,15 @@ def sync(device: str) -> None:
     """Wait for the device (CUDA) to finish its queued work."""
     if str(device).startswith('cuda'):
         torch.cuda.synchronize()
+
+
+def amp_context(args):
+    """``torch.autocast`` of ``--amp`` (a no-op context without it)."""
+    import contextlib
+    if not getattr(args, 'amp', None):
+        return contextlib.nullcontext()
+    dtype = dict(fp16=torch.float16, bf16=torch.bfloat16)[args.amp]
+    return torch.autocast(torch.device(args.device).type, dtype=dtype)
 
 
 def time_interleaved(fns: Dict[str, Callable[[], Any]],
@@ -235,6 +263,9 @@ class PeakMemory:
     def __init__(self, device: str = 'cpu') -> None:
         self.device = str(device)
         self.peak_bytes = 0
+        #: CUDA: ``max_memory_allocated`` (everything the process held at
+        #: the peak, model included); CPU: 0.
+        self.total_peak_bytes = 0
         self.method = ''
 
     def __enter__(self) -> 'PeakMemory':
@@ -254,7 +285,8 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         sync(self.device)
         if self.device.startswith('cuda'):
-            self.peak_bytes = torch.cuda.max_memory_allocated() - self._base
+            self.total_peak_bytes = torch.cuda.max_memory_allocated()
+            self.peak_bytes = self.total_peak_bytes - self._base
         else:
             peak = rss_kib('VmHWM') if self._reset else maxrss_kib()
             self.peak_bytes = (peak - self._base) * 1024
@@ -394,14 +426,34 @@ def common_parser(spec: TaskSpec, defaults: dict) -> argparse.ArgumentParser:
         dest='control',
         action='store_false',
         help='skip the A/A control model in the inference timing')
+    parser.add_argument(
+        '--no-forward',
+        dest='forward',
+        action='store_false',
+        help='skip the no-grad forward reference of the stage-2 step')
+    parser.add_argument(
+        '--amp',
+        choices=('fp16', 'bf16'),
+        help='mixed precision (CUDA only): AmpOptimWrapper for the steps, '
+        'autocast for the forward reference and the inference')
     parser.add_argument('--json', help='also write the results here')
-    parser.add_argument('--memory-only', choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument(
+        '--memory-only', choices=MODES + (FORWARD, ), help=argparse.SUPPRESS)
     spec.add_args(parser)
     return parser
 
 
-def build_mode(spec: TaskSpec, args, mode: str):
-    """Model, optim wrapper and freeze hook of a training-step mode."""
+def build_mode(spec: TaskSpec, args, mode: str) -> SimpleNamespace:
+    """Model, training step and no-grad forward of a training-step mode.
+
+    Returns:
+        SimpleNamespace: ``model``; ``step()``, one training step as the
+        train loops run it; ``forward()``, a no-grad forward of the same
+        model on the same batch in the same state (train mode, then the
+        freeze hook's ``before_train_iter``: frozen norm layers in eval
+        mode), through the data preprocessor and ``mode='loss'``: the
+        step without its backward pass and parameter update.
+    """
     from mmengine.optim import build_optim_wrapper
     torch.manual_seed(args.seed)
     kind = 'upstream' if mode == 'stage1' else 'disalign'
@@ -410,25 +462,39 @@ def build_mode(spec: TaskSpec, args, mode: str):
     if mode != 'stage1':
         hook, runner = freeze_like_runner(model)
         if mode.startswith('stage2-fast'):
-            from mmdisalign.engine.hooks import \
-                enable_stage2_fastpath
+            from mmdisalign.engine.hooks import enable_stage2_fastpath
             report = enable_stage2_fastpath(
                 model, skip_rpn_loss=mode == 'stage2-fast-rpn')
             if not args.memory_only:
                 print(f'  [{mode}] fast path {report.summary()}')
-    optim_wrapper = build_optim_wrapper(model, spec.optim_cfg(args))
+    optim_cfg = spec.optim_cfg(args)
+    if args.amp:
+        optim_cfg = dict(
+            optim_cfg,
+            type='AmpOptimWrapper',
+            dtype=dict(fp16='float16', bf16='bfloat16')[args.amp])
+    optim_wrapper = build_optim_wrapper(model, optim_cfg)
     model.train()
     batch = spec.make_batch(args, True)
 
-    def step():
-        # as the train loops do: train mode, then the hooks, then the step
+    def as_in_training():
+        # as the train loops do: train mode, then the hooks
         model.train()
         if hook is not None:
             hook.before_train_iter(runner, 0)
+
+    def step():
+        as_in_training()
         optim_wrapper.zero_grad(set_to_none=True)
         return model.train_step(copy.deepcopy(batch), optim_wrapper)
 
-    return model, step
+    def forward():
+        as_in_training()
+        with torch.no_grad(), amp_context(args):
+            data = model.data_preprocessor(copy.deepcopy(batch), True)
+            return model(**data, mode='loss')
+
+    return SimpleNamespace(model=model, step=step, forward=forward)
 
 
 def _overheads(base: List[float], other: List[float]) -> dict:
@@ -471,7 +537,7 @@ def bench_inference(spec: TaskSpec, args) -> dict:
     def runner(model):
 
         def run():
-            with torch.no_grad():
+            with torch.no_grad(), amp_context(args):
                 model.test_step(copy.deepcopy(data))
 
         return run
@@ -498,13 +564,27 @@ def bench_inference(spec: TaskSpec, args) -> dict:
     return res
 
 
+def wants_forward(args, modes: Sequence[str]) -> bool:
+    """Whether the no-grad forward reference is timed and measured."""
+    return args.forward and any(m != 'stage1' for m in modes)
+
+
 def bench_steps(spec: TaskSpec, args, modes: Sequence[str]) -> dict:
-    """Training-step times of ``modes``, timed in alternation."""
-    steps = {}
+    """Training-step times of ``modes`` and of the no-grad forward of the
+    stage-2 model (key ``'forward'``), timed in alternation."""
+    fns = {}
+    stage2 = None
     for mode in modes:
-        steps[mode] = build_mode(spec, args, mode)[1]
-    times = time_interleaved(steps, args.repeats, args.warmup, args.device)
-    return {mode: summarize(t) for mode, t in times.items()}
+        built = build_mode(spec, args, mode)
+        fns[mode] = built.step
+        if mode == 'stage2':
+            stage2 = built
+    if wants_forward(args, modes):
+        if stage2 is None:
+            stage2 = build_mode(spec, args, 'stage2')
+        fns[FORWARD] = stage2.forward
+    times = time_interleaved(fns, args.repeats, args.warmup, args.device)
+    return {name: summarize(t) for name, t in times.items()}
 
 
 def measure_step_memory(spec: TaskSpec, args, mode: str) -> dict:
@@ -514,13 +594,19 @@ def measure_step_memory(spec: TaskSpec, args, mode: str) -> dict:
     momentum buffers, backend workspaces), releases freed memory, and
     measures one more step with :class:`PeakMemory`: the peak above what
     the process holds between steps (model, optimizer state, batch).
+    ``mode='forward'`` measures the no-grad forward of the stage-2 model
+    the same way.
     """
-    _, step = build_mode(spec, args, mode)
+    built = build_mode(spec, args, 'stage2' if mode == FORWARD else mode)
+    call = built.forward if mode == FORWARD else built.step
     for _ in range(max(1, args.warmup)):
-        step()
+        call()
     with PeakMemory(args.device) as meter:
-        step()
-    return dict(peak_bytes=meter.peak_bytes, method=meter.method)
+        call()
+    return dict(
+        peak_bytes=meter.peak_bytes,
+        total_peak_bytes=meter.total_peak_bytes,
+        method=meter.method)
 
 
 def memory_in_subprocesses(script: str, argv: List[str], modes: Sequence[str],
@@ -542,16 +628,36 @@ def _print_ratio_table(step_stats: dict, mem: dict) -> dict:
     ratios = {}
     base_t = step_stats.get('stage1', {}).get('median')
     base_m = mem.get('stage1', {}).get('peak_bytes')
+    fwd_t = step_stats.get(FORWARD, {}).get('median')
+    fwd_m = mem.get(FORWARD, {}).get('peak_bytes')
     for mode in MODES[1:]:
         r = {}
         if base_t and mode in step_stats:
             r['time'] = step_stats[mode]['median'] / base_t
         if base_m and mode in mem:
             r['memory'] = mem[mode]['peak_bytes'] / base_m
+        if fwd_t and mode in step_stats:
+            r['time_over_forward'] = step_stats[mode]['median'] / fwd_t
+        if fwd_m and mode in mem:
+            r['memory_over_forward'] = mem[mode]['peak_bytes'] / fwd_m
         if r:
             ratios[mode] = r
-            parts = [f'{k} {v:.3f}x' for k, v in r.items()]
-            print(f'  {mode} / stage1: ' + ', '.join(parts))
+            parts = [
+                f'{k} {v:.3f}x' for k, v in r.items() if 'forward' not in k
+            ]
+            if parts:
+                print(f'  {mode} / stage1: ' + ', '.join(parts))
+            parts = [
+                f'{k.split("_")[0]} {v:.3f}x' for k, v in r.items()
+                if 'forward' in k
+            ]
+            if parts:
+                verdict = ('met' if r.get('time_over_forward', 0)
+                           <= FORWARD_TARGET else 'NOT met')
+                if 'time_over_forward' not in r:
+                    verdict = 'time not measured'
+                print(f'  {mode} / no-grad forward: ' + ', '.join(parts) +
+                      f' (target time <= {FORWARD_TARGET}x: {verdict})')
     return ratios
 
 
@@ -561,7 +667,11 @@ def main(spec: TaskSpec,
          defaults: Optional[dict] = None) -> dict:
     """Parse options and run the requested parts; print and return."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = common_parser(spec, defaults or {}).parse_args(argv)
+    parser = common_parser(spec, defaults or {})
+    args = parser.parse_args(argv)
+    if args.amp and not args.device.startswith('cuda'):
+        parser.error('--amp needs --device cuda: mmengine\'s AmpOptimWrapper '
+                     'does not train on the CPU')
     quiet_logs()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -572,7 +682,9 @@ def main(spec: TaskSpec,
     modes = [m for m in MODES if m in args.modes.split(',')]
     print(f'== {spec.name}')
     print(machine_line(args.device))
-    print(spec.describe(args))
+    print(
+        spec.describe(args) + '; ' +
+        (f'AMP {args.amp}' if args.amp else 'float32'))
     result = dict(
         task=spec.name,
         machine=machine_line(args.device),
@@ -607,19 +719,29 @@ def main(spec: TaskSpec,
         step_stats = bench_steps(spec, args, modes)
         result['step'] = step_stats
         print(f'training step (train_step, {args.repeats} alternating '
-              'rounds):')
+              'rounds; forward: no-grad forward of the stage-2 model, '
+              'the physical limit of a stage-2 step):')
         for mode, stats in step_stats.items():
-            print(f'  {mode:12s} {format_ms(stats)}')
+            print(f'  {mode:15s} {format_ms(stats)}')
     if 'memory' in parts:
-        mem = memory_in_subprocesses(script, argv, modes, args.memory_jobs)
+        measured = list(modes)
+        if wants_forward(args, modes):
+            measured.append(FORWARD)
+        mem = memory_in_subprocesses(script, argv, measured, args.memory_jobs)
         result['memory'] = mem
         print('peak memory of one training step above the memory held '
               'between steps (fresh process per mode):')
         for mode, m in mem.items():
-            print(f'  {mode:12s} {m["peak_bytes"] / 2**20:9.1f} MiB '
-                  f'({m["method"]})')
+            total = ''
+            if m.get('total_peak_bytes'):
+                total = (f', process peak {m["total_peak_bytes"] / 2**20:.1f}'
+                         ' MiB')
+            print(f'  {mode:15s} {m["peak_bytes"] / 2**20:9.1f} MiB '
+                  f'({m["method"]}{total})')
     if step_stats or mem:
-        print('ratios (target: time <= 0.45x, memory <= 0.5x):')
+        print('ratios (targets: stage 2 / stage 1 time <= 0.45x, memory '
+              f'<= 0.5x; stage 2 / no-grad forward time <= '
+              f'{FORWARD_TARGET}x):')
         result['ratios'] = _print_ratio_table(step_stats, mem)
     result['wall_s'] = time.perf_counter() - start
     print(f'(benchmark wall time {result["wall_s"]:.0f} s)')

@@ -16,11 +16,14 @@ stage 2). A batch is ``--batch-size`` random uint8 images of
 ``--image-size`` squared with random labels, through the model's data
 preprocessor (ImageNet mean / std).
 
+The stage-2 step is also reported against a no-grad forward of the same
+model and batch, its physical limit (see ``_bench_utils``).
+
 Usage (defaults: 224 x 224, batch 8, 2 threads)::
 
     python benchmarks/cls_resnet50.py
     python benchmarks/cls_resnet50.py --device cuda --batch-size 64 \
-        --repeats 20 --infer-repeats 50
+        --repeats 20 --infer-repeats 50 [--amp bf16]
 """
 import os
 import sys

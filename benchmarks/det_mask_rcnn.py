@@ -27,11 +27,16 @@ is backbone + RPN + box head, which makes the relative overhead of the
 calibration look larger, not smaller. ``--score-thr 1e-4 --max-per-img
 300`` gives the LVIS settings.
 
+The stage-2 step is also reported against a no-grad forward of the same
+model and batch, its physical limit (see ``_bench_utils``): the training
+forward (``mode='loss'``: RPN, sampled RoIs, box and mask heads, losses)
+under ``torch.no_grad()``.
+
 Usage (defaults: 512 x 512, batch 1, 8 objects per image, 2 threads)::
 
     python benchmarks/det_mask_rcnn.py
-    python benchmarks/det_mask_rcnn.py --device cuda --size 800 \
-        --batch-size 2 --repeats 20 --infer-repeats 30
+    python benchmarks/det_mask_rcnn.py --device cuda --size 1024 \
+        --batch-size 2 --repeats 20 --infer-repeats 30 [--amp bf16]
 """
 import os
 import sys

@@ -17,11 +17,14 @@ A batch is ``--batch-size`` random uint8 images of ``--crop`` squared with
 random per-pixel labels in blocks of 16 x 16 pixels (some pixels 255,
 ignored). ``--crop`` also sets the data preprocessor's pad size.
 
+The stage-2 step is also reported against a no-grad forward of the same
+model and batch, its physical limit (see ``_bench_utils``).
+
 Usage (defaults: 256 x 256, batch 2, 2 threads)::
 
     python benchmarks/seg_deeplabv3plus.py
     python benchmarks/seg_deeplabv3plus.py --device cuda --crop 512 \
-        --batch-size 4 --repeats 20 --infer-repeats 50
+        --batch-size 4 --repeats 20 --infer-repeats 50 [--amp bf16]
 """
 import os
 import sys
