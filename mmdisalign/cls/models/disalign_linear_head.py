@@ -5,7 +5,7 @@ import torch
 from mmpretrain.models.heads import LinearClsHead
 from mmpretrain.registry import MODELS
 
-from .utils import build_calibration
+from mmdisalign.models.calibration_builder import build_calibration
 
 __all__ = ['DisAlignLinearClsHead']
 
@@ -41,8 +41,9 @@ class DisAlignLinearClsHead(LinearClsHead):
                      type='Normal', layer='Linear', std=0.01),
                  **kwargs) -> None:
         super().__init__(num_classes, in_channels, init_cfg=init_cfg, **kwargs)
-        self.calibration = build_calibration(calibration, num_classes,
-                                             in_channels)
+        self.calibration = build_calibration(
+            calibration, MODELS, 'classification head',
+            dict(num_classes=num_classes, in_channels=in_channels))
 
     def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         """Calibrated class scores ``(N, num_classes)``."""
