@@ -1,11 +1,7 @@
-"""Per-class training frequencies: the JSON file format and GRW weights.
-
-Every statistics tool writes one JSON object through
-:func:`save_class_freq`: ``format``, ``version``, ``num_classes``,
-``count_type``, ``classes``, ``counts`` (read by default), ``source`` and
-any extra keys, e.g. other per-class lists (``instance_count``) that
-``key=`` selects. See docs/grw_loss.md.
-"""
+"""Per-class training frequencies: the JSON file format (one object with
+``format``, ``version``, ``num_classes``, ``count_type``, ``classes``,
+``counts``, ``source`` and extra keys) and the GRW weights. See
+docs/grw_loss.md."""
 import json
 import math
 import numbers
@@ -16,7 +12,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
-from .json_file import read_json_file
+from .misc import listed, read_json_file
 
 __all__ = [
     'CLASS_FREQ_FORMAT', 'CLASS_FREQ_VERSION', 'save_class_freq',
@@ -28,7 +24,6 @@ CLASS_FREQ_VERSION = 1
 
 _RESERVED_KEYS = ('format', 'version', 'num_classes', 'count_type', 'classes',
                   'counts', 'source')
-_MAX_LISTED = 10  # offending classes named in a message
 
 PathType = Union[str, 'os.PathLike[str]']
 ClassFreqType = Union[Sequence[float], np.ndarray, PathType, Dict[str, Any]]
@@ -86,25 +81,20 @@ def _check_counts(counts: np.ndarray,
     """Raise ValueError naming the classes whose count is not usable."""
     bad = np.flatnonzero(~np.isfinite(counts))
     if bad.size:
-        names = ', '.join(
-            _class_label(int(i), classes) for i in bad[:_MAX_LISTED])
-        if bad.size > _MAX_LISTED:
-            names += f' and {bad.size - _MAX_LISTED} more'
-        raise ValueError(
-            f'{what}{_where(source)} must be finite, but {names} '
-            f'{"has" if bad.size == 1 else "have"} '
-            f'{", ".join(str(counts[i]) for i in bad[:_MAX_LISTED])}')
+        raise ValueError(f'{what}{_where(source)} must be finite, but '
+                         f'{listed([_class_label(i, classes) for i in bad])} '
+                         f'{"has" if bad.size == 1 else "have"} '
+                         f'{listed([counts[i] for i in bad])}')
     bad = np.flatnonzero(counts < 0 if allow_zero else counts <= 0)
     if bad.size:
-        details = '; '.join(
-            f'{_class_label(int(i), classes)} has {counts[i]:g} training '
-            f'samples' for i in bad[:_MAX_LISTED])
-        if bad.size > _MAX_LISTED:
-            details += f'; and {bad.size - _MAX_LISTED} more classes'
+        details = [
+            f'{_class_label(i, classes)} has {counts[i]:g} training samples'
+            for i in bad
+        ]
         need = ('non-negative counts'
                 if allow_zero else 'every class to occur (count > 0)')
-        raise ValueError(f'{what}{_where(source)}: {details}; GRW needs '
-                         f'{need}')
+        raise ValueError(f'{what}{_where(source)}: '
+                         f'{listed(details, sep="; ")}; GRW needs {need}')
 
 
 def save_class_freq(path: PathType,
@@ -126,9 +116,9 @@ def save_class_freq(path: PathType,
             'instances', ... Defaults to 'images'.
         source (str, optional): The data the counts come from.
             Defaults to None.
-        extra (dict, optional): Further JSON entries, e.g.
-            ``{'instance_count': [...]}``; keys must not clash with the
-            format's own. Defaults to None.
+        extra (dict, optional): Further JSON entries (numpy values are
+            converted), e.g. ``{'instance_count': [...]}``; keys must not
+            clash with the format's own. Defaults to None.
 
     Returns:
         dict: The JSON object written.
@@ -157,7 +147,8 @@ def save_class_freq(path: PathType,
         if key in _RESERVED_KEYS:
             raise ValueError(f'extra key {key!r} clashes with a key of the '
                              f'format itself {_RESERVED_KEYS}')
-        data[key] = value.tolist() if isinstance(value, np.ndarray) else value
+        numpy = isinstance(value, (np.ndarray, np.generic))
+        data[key] = value.tolist() if numpy else value
     lines = []
     for key, value in data.items():
         try:

@@ -8,20 +8,9 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from mmpretrain.registry import DATA_SAMPLERS
 from torch.utils.data import Sampler
 
+from .statistics import dataset_labels
+
 __all__ = ['ClassBalancedSampler']
-
-
-def _dataset_labels(dataset: Sized) -> np.ndarray:
-    """Single-label ground truth of every sample of ``dataset``."""
-    if hasattr(dataset, 'get_gt_labels'):
-        labels = dataset.get_gt_labels()
-    else:
-        labels = [dataset.get_cat_ids(i)[0] for i in range(len(dataset))]
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.dtype == object:
-        raise ValueError('ClassBalancedSampler needs single-label data (one '
-                         'integer gt_label per sample)')
-    return labels.astype(np.int64)
 
 
 @DATA_SAMPLERS.register_module()
@@ -37,7 +26,7 @@ class ClassBalancedSampler(Sampler):
 
     Args:
         dataset (Sized): The dataset (``get_gt_labels()`` or
-            ``get_cat_ids(i)``).
+            ``get_data_info(i)``).
         seed (int, optional): Random seed, shared by all ranks. Defaults
             to None (a random seed synchronised across ranks).
     """
@@ -49,7 +38,7 @@ class ClassBalancedSampler(Sampler):
         self.dataset = dataset
         self.seed = sync_random_seed() if seed is None else seed
         self.epoch = 0
-        labels = _dataset_labels(dataset)
+        labels = dataset_labels(dataset, 'ClassBalancedSampler')
         if labels.size == 0:
             raise ValueError('ClassBalancedSampler got an empty dataset')
         order = np.argsort(labels, kind='stable')
