@@ -17,16 +17,10 @@ __all__ = ['LongTailListDataset']
 class LongTailListDataset(BaseDataset):
     """Images listed in a "relative/path label" file, checked on load.
 
-    This is the split-file format of ImageNet-LT (``ImageNet_LT_train.txt``,
-    ``_val.txt``, ``_test.txt``) and Places-LT (``Places_LT_*.txt``); the
-    Fashion-MNIST-LT builder writes the same format. Paths are relative to
-    ``data_prefix`` (joined with ``data_root``).
-
-    On load, every line is checked and a clear error names the file and
-    the line: a malformed line, a label that is not an integer or lies
-    outside ``[0, num_classes)``, an image that does not exist (local
-    files only). For a training split (``test_mode=False``), a class with
-    no image is an error that names the class.
+    The split files of ImageNet-LT, Places-LT and Fashion-MNIST-LT; paths
+    relative to ``data_prefix``. On load, an error names the file and line
+    of a malformed line, a label out of range or a missing (local) image,
+    and, for a training split, a class with no image. See docs/cls.md.
 
     Args:
         ann_file (str): The list file.

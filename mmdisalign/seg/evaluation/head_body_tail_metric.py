@@ -19,16 +19,10 @@ RATIO_COUNT_TYPES = ('pixel_ratio', )
 
 def class_pixel_ratios(class_freq: Union[str, os.PathLike],
                        key: str = 'counts') -> np.ndarray:
-    """Per-class training pixel ratios from a class-frequency file.
-
-    - ``count_type`` ``'pixel_ratio'``: the values are ratios already
-      (e.g. the ``Ratio`` column of ADE20K's ``objectInfo150.txt``) and are
-      returned unchanged.
-    - a file with a ``total_pixels`` entry (written by
-      ``tools/analysis_tools/seg_pixel_freq.py``): ``count / total_pixels``,
-      i.e. the share of ALL annotated pixels, ignored ones (ADE20K's
-      "other") included, like objectInfo150.
-    - otherwise ``count / sum(counts)``.
+    """Per-class training pixel ratios from a class-frequency file: the
+    values of a ``'pixel_ratio'`` file, else ``count / total_pixels`` (all
+    pixels, ignored ones included, like ADE20K's objectInfo150) when the
+    file has ``total_pixels``, else ``count / sum(counts)``.
 
     Args:
         class_freq (str | PathLike): The frequency JSON file.
@@ -92,20 +86,11 @@ def _check_thresholds(thresholds: Sequence[float]) -> tuple:
 class HeadBodyTailIoUMetric(IoUMetric):
     """:class:`IoUMetric` plus mIoU and mAcc per frequency group of classes.
 
-    Classes are grouped by their TRAINING pixel ratio read from a
-    class-frequency file (see :func:`class_pixel_ratios`): with the default
-    thresholds ``(0.01, 0.001)`` and names ``('head', 'body', 'tail')``,
-    head > 1 %, 0.1 % < body <= 1 %, tail <= 0.1 % (ADE20K: 20 / 55 / 75
-    classes). The per-class IoU / Acc are those of :class:`IoUMetric`
-    (:meth:`IoUMetric.total_area_to_metrics` on the accumulated areas); a
-    group's value is their ``nanmean`` in percent, rounded to 2 digits like
-    the overall ones. Classes absent from both the predictions and the
-    ground truth (NaN IoU) are skipped, as in the overall mean.
-
-    Returned keys: everything :class:`IoUMetric` returns (``aAcc``,
-    ``mIoU``, ``mAcc``, ...) plus ``{group}_mIoU`` and ``{group}_mAcc`` for
-    each group (NaN for a group without classes). The group sizes are
-    logged; :meth:`class_groups` returns the members.
+    Classes are grouped by their training pixel ratio
+    (:func:`class_pixel_ratios`, :func:`group_classes`); ``{group}_mIoU``
+    and ``{group}_mAcc`` are the ``nanmean`` of :class:`IoUMetric`'s
+    per-class values over each group, in percent (NaN for an empty group).
+    See docs/seg.md.
 
     Args:
         class_freq (str | PathLike): Frequency JSON of the training set,
@@ -133,9 +118,7 @@ class HeadBodyTailIoUMetric(IoUMetric):
                  check_class_names: bool = True,
                  **kwargs) -> None:
         super().__init__(**kwargs)
-        metrics = [self.metrics] if isinstance(self.metrics,
-                                               str) else self.metrics
-        if 'mIoU' not in metrics:
+        if 'mIoU' not in self.metrics:  # a str or a list
             raise ValueError("HeadBodyTailIoUMetric needs 'mIoU' in "
                              f'iou_metrics, got {self.metrics!r}')
         self.thresholds = _check_thresholds(thresholds)
