@@ -17,13 +17,9 @@ def build_calibration(cfg: Union[dict, nn.Module],
                       values: Dict[str, Any],
                       fields: Optional[Dict[str, str]] = None,
                       defaults: Optional[Dict[str, Any]] = None) -> nn.Module:
-    """Build a head's calibration, filling in the head's values.
-
-    An entry of ``values`` or ``defaults`` is used only when the calibration
-    class takes that argument (``in_channels`` for
-    :class:`DisAlignCalibration`, not for the post-hoc cases). A ``values``
-    entry the config already gives must agree; a ``defaults`` entry fills
-    in what the config lacks.
+    """Build a head's calibration, filling in the head's ``values`` (a value
+    the config gives must agree) and ``defaults``, each only where the
+    calibration class takes it (``in_channels``: DisAlign, not post-hoc).
 
     Args:
         cfg (dict | nn.Module): Calibration config, its ``type`` a name of

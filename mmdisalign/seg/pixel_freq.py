@@ -9,7 +9,7 @@ from mmseg.datasets.transforms import LoadAnnotations
 from torch.utils.data import DataLoader, Dataset
 
 from mmdisalign.utils.class_freq import save_class_freq
-from mmdisalign.utils.misc import listed, unwrap_datasets
+from mmdisalign.utils.misc import class_name, listed, unwrap_datasets
 
 __all__ = ['count_class_pixels', 'check_classes_present', 'save_pixel_freq']
 
@@ -156,10 +156,7 @@ def check_classes_present(counts: Sequence[int],
     missing = np.flatnonzero(counts == 0)
     if missing.size == 0:
         return
-    names = [
-        f'{i} ({classes[i]!r})' if classes is not None else str(i)
-        for i in missing
-    ]
+    names = [class_name(i, classes) for i in missing]
     raise ValueError(
         f'{missing.size} of {counts.size} classes never occur in {source}: '
         f'class {listed(names, 20)}. GRW needs every class to occur '
@@ -170,11 +167,8 @@ def check_classes_present(counts: Sequence[int],
 def save_pixel_freq(path: str,
                     stats: Dict[str, Any],
                     source: Optional[str] = None) -> dict:
-    """Write :func:`count_class_pixels` statistics as a frequency JSON.
-
-    ``counts`` are the pixels per class (``count_type`` ``'pixels'``);
-    ``image_counts``, ``total_pixels``, ``ignored_pixels``, ``num_images``,
-    ``ignore_index`` and ``reduce_zero_label`` are extra entries.
+    """Write :func:`count_class_pixels` statistics as a frequency JSON:
+    pixels per class as ``counts``, the other statistics as extra entries.
 
     Args:
         path (str): Output JSON file.

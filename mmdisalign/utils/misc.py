@@ -2,9 +2,16 @@
 import json
 import os
 import os.path as osp
-from typing import Any, List, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
-__all__ = ['listed', 'read_json_file', 'unwrap_datasets']
+__all__ = ['class_name', 'listed', 'read_json_file', 'unwrap_datasets']
+
+
+def class_name(index: int, classes: Optional[Sequence[str]]) -> str:
+    """``"3 ('bag')"``, or ``"3"`` without a name, for messages."""
+    if classes is not None and index < len(classes):
+        return f'{index} ({classes[index]!r})'
+    return str(index)
 
 
 def listed(items: Sequence[Any], limit: int = 10, sep: str = ', ') -> str:

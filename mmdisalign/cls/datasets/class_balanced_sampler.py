@@ -17,12 +17,9 @@ __all__ = ['ClassBalancedSampler']
 class ClassBalancedSampler(Sampler):
     """Draw a class uniformly, then an image of that class uniformly.
 
-    Every class present in the dataset is equally likely at each draw
-    (Kang et al., "Decoupling representation and classifier", cRT);
-    classes with no sample are never drawn. An epoch has ``len(dataset)``
-    draws in total, split over the ranks like mmengine's ``DefaultSampler``
-    (each rank draws its own ``ceil(len / world_size)`` samples from a
-    generator seeded by ``seed + epoch + rank``).
+    The cRT sampling of Kang et al. An epoch has ``len(dataset)`` draws,
+    split over the ranks like mmengine's ``DefaultSampler``; each rank's
+    generator is seeded by ``seed + epoch + rank``.
 
     Args:
         dataset (Sized): The dataset (``get_gt_labels()`` or

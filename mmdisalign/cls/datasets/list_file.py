@@ -4,7 +4,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from mmdisalign.utils.misc import listed
+from mmdisalign.utils.misc import class_name, listed
 
 __all__ = [
     'read_list_file', 'count_labels', 'list_file_class_counts',
@@ -101,10 +101,7 @@ def check_no_empty_class(counts: Sequence[int],
     empty = [i for i, n in enumerate(counts) if n == 0]
     if not empty:
         return
-    names = [
-        f'{i} ({classes[i]!r})'
-        if classes is not None and i < len(classes) else str(i) for i in empty
-    ]
+    names = [class_name(i, classes) for i in empty]
     raise ValueError(
         f'{source}: {len(empty)} class(es) have zero training images: '
         f'{listed(names, 20)}. '

@@ -30,12 +30,9 @@ def dataset_class_counts(
         dataset: Union[dict, object],
         num_classes: Optional[int] = None
 ) -> Tuple[np.ndarray, Optional[list]]:
-    """Count the samples per class of a dataset (or a dataset config).
-
-    Works for any mmpretrain single-label dataset: labels are read with
-    ``get_gt_labels()`` (or ``get_data_info(i)['gt_label']``), so subsets
-    (``indices=``) and wrappers are counted as they are sampled. A config
-    is built with an empty pipeline (images are not read).
+    """Count the samples per class of any mmpretrain single-label dataset
+    (subsets and wrappers as they are sampled); a config is built with an
+    empty pipeline.
 
     Args:
         dataset (dict | Dataset): The dataset or its config.

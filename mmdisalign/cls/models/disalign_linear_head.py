@@ -14,11 +14,8 @@ __all__ = ['DisAlignLinearClsHead']
 class DisAlignLinearClsHead(LinearClsHead):
     """A :class:`LinearClsHead` whose logits go through a calibration.
 
-    ``fc`` keeps its upstream name, so a stage-1 checkpoint loads without
-    renaming; the new parameters live under ``calibration.``. Forward:
-    ``calibration(fc(x), x, classifier_weight=fc.weight)``. Any calibration
-    of mmdisalign works (DisAlign, ``LWSCalibration``,
-    ``TauNormCalibration``, ``LogitAdjustCalibration``).
+    Forward: ``calibration(fc(x), x, classifier_weight=fc.weight)``; ``fc``
+    keeps its upstream name, so a stage-1 checkpoint loads without renaming.
 
     Args:
         num_classes (int): Number of classes.

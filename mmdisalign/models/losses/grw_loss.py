@@ -111,10 +111,8 @@ class GRWCrossEntropyLoss(nn.Module):
         source = class_freq
         if isinstance(source, dict):
             source = source.get('file')
-        #: The frequency file, named in messages (None for a list).
-        self.source = os.fspath(source) if isinstance(source,
-                                                      (str,
-                                                       os.PathLike)) else None
+        is_path = isinstance(source, (str, os.PathLike))
+        self.source = os.fspath(source) if is_path else None  # in messages
         self.num_classes = len(freqs)
         self.rho = float(rho)
         self.reduction = reduction

@@ -1,20 +1,16 @@
 """mIoU / mAcc overall and per head / body / tail group of classes."""
 import math
 import os
-from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
-from mmengine.logging import MMLogger, print_log
+from mmengine.logging import MMLogger
 from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
 
 from mmdisalign.utils.class_freq import load_class_freq, load_class_freq_meta
 
 __all__ = ['HeadBodyTailIoUMetric', 'class_pixel_ratios', 'group_classes']
-
-#: Count types whose values are already ratios of all pixels.
-RATIO_COUNT_TYPES = ('pixel_ratio', )
 
 
 def class_pixel_ratios(class_freq: Union[str, os.PathLike],
@@ -33,7 +29,7 @@ def class_pixel_ratios(class_freq: Union[str, os.PathLike],
     """
     meta = load_class_freq_meta(class_freq)
     counts = load_class_freq(class_freq, key=key, allow_zero=True)
-    if meta.get('count_type') in RATIO_COUNT_TYPES:
+    if meta.get('count_type') == 'pixel_ratio':
         return counts
     total = meta.get('total_pixels')
     if total is not None:
@@ -71,15 +67,6 @@ def group_classes(
         np.flatnonzero((ratios <= upper) & (ratios > lower))
         for upper, lower in zip(bounds[:-1], bounds[1:])
     ]
-
-
-def _check_thresholds(thresholds: Sequence[float]) -> tuple:
-    values = tuple(float(t) for t in thresholds)
-    if not values or values[-1] <= 0 or any(
-            a <= b for a, b in zip(values[:-1], values[1:])):
-        raise ValueError('thresholds must be positive and strictly '
-                         f'decreasing (head first), got {tuple(thresholds)}')
-    return values
 
 
 @METRICS.register_module()
@@ -121,7 +108,12 @@ class HeadBodyTailIoUMetric(IoUMetric):
         if 'mIoU' not in self.metrics:  # a str or a list
             raise ValueError("HeadBodyTailIoUMetric needs 'mIoU' in "
                              f'iou_metrics, got {self.metrics!r}')
-        self.thresholds = _check_thresholds(thresholds)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        if not self.thresholds or self.thresholds[-1] <= 0 or any(
+                a <= b for a, b in zip(self.thresholds, self.thresholds[1:])):
+            raise ValueError('thresholds must be positive and strictly '
+                             'decreasing (head first), got '
+                             f'{tuple(thresholds)}')
         group_names = tuple(group_names)
         if len(group_names) != len(self.thresholds) + 1:
             raise ValueError(
@@ -169,14 +161,7 @@ class HeadBodyTailIoUMetric(IoUMetric):
                     'check_class_names=False if only the names differ)')
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
-        """Overall metrics of :class:`IoUMetric` plus the group means.
-
-        Args:
-            results (list): The processed results of each batch.
-
-        Returns:
-            dict[str, float]: The metrics.
-        """
+        """Overall metrics of :class:`IoUMetric` plus the group means."""
         class_names = self.dataset_meta['classes']
         self._check_dataset(class_names)
         metrics = super().compute_metrics(results)
@@ -198,16 +183,15 @@ class HeadBodyTailIoUMetric(IoUMetric):
                 metrics[f'{name}_m{key}'] = values[key]
             lines.append(f'{name}: {index.size} classes, mIoU '
                          f'{values["IoU"]:.2f}, mAcc {values["Acc"]:.2f}')
-        logger: MMLogger = MMLogger.get_current_instance()
         thresholds = ', '.join(f'{t:g}' for t in self.thresholds)
-        print_log(
+        MMLogger.get_current_instance().info(
             f'groups by training pixel ratio (thresholds {thresholds}; '
-            f'{self.class_freq}):\n' + '\n'.join(lines),
-            logger=logger)
+            f'{self.class_freq}):\n' + '\n'.join(lines))
         return metrics
 
-    def class_groups(self) -> 'OrderedDict[str, List[int]]':
+    def class_groups(self) -> Dict[str, List[int]]:
         """The class indices of each group, by group name."""
-        return OrderedDict(
-            (name, index.tolist())
-            for name, index in zip(self.group_names, self.groups))
+        return {
+            name: index.tolist()
+            for name, index in zip(self.group_names, self.groups)
+        }
