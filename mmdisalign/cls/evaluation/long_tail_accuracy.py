@@ -79,9 +79,7 @@ class LongTailAccuracy(BaseMetric):
                 'LongTailAccuracy needs exactly one source of training '
                 'class counts: train_ann_file (a training list file) or '
                 'class_freq (a class-frequency JSON)')
-        if few_thr > many_thr:
-            raise ValueError(
-                f'few_thr ({few_thr}) must not exceed many_thr ({many_thr})')
+        long_tail_groups([], many_thr, few_thr)  # checks the thresholds
         if train_ann_file is not None and data_root and not osp.isabs(
                 train_ann_file):
             train_ann_file = osp.join(data_root, train_ann_file)
@@ -118,9 +116,8 @@ class LongTailAccuracy(BaseMetric):
             if isinstance(self.class_freq, str) and names is not None:
                 file_names = load_class_freq_meta(self.class_freq)['classes']
                 if file_names is not None and list(file_names) != names:
-                    i = next(i for i, (a,
-                                       b) in enumerate(zip(file_names, names))
-                             if a != b)
+                    same = [a == b for a, b in zip(file_names, names)]
+                    i = same.index(False)
                     raise ValueError(
                         f'{self.class_freq} is for another dataset: class '
                         f'{i} is {file_names[i]!r} there but {names[i]!r} '
