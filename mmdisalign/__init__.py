@@ -5,9 +5,9 @@ mmengine's root registries (found by bare name from every scope) and
 installs the checkpoint loader of :mod:`mmdisalign.compat`. The task heads
 live in ``mmdisalign.cls``, ``.seg`` and ``.det``.
 """
-from .version import __version__
 from . import compat  # noqa: F401  (checkpoint loader fix, first)
 from .engine import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
+from .version import __version__
 
 __all__ = ['__version__']

@@ -8,7 +8,6 @@ from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
 from mmdisalign.utils.misc import read_json_file
-
 from .list_file import check_no_empty_class, count_labels
 
 __all__ = ['INaturalist2018']

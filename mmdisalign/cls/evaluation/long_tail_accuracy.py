@@ -11,7 +11,6 @@ from mmengine.logging import MMLogger
 from mmpretrain.registry import METRICS
 
 from mmdisalign.utils.class_freq import load_class_freq, load_class_freq_meta
-
 from ..datasets.list_file import list_file_class_counts
 
 __all__ = ['LongTailAccuracy', 'long_tail_groups']
