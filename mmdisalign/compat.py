@@ -1,14 +1,9 @@
 """Make mmengine 0.10.7 load its own checkpoints on torch >= 2.6.
 
-Since torch 2.6, :func:`torch.load` defaults to ``weights_only=True``, and
-mmengine 0.10.7's local loader passes no ``weights_only``: every Runner
-checkpoint (its ``meta`` and ``message_hub`` hold ``HistoryBuffer`` and
-numpy objects) fails with an ``UnpicklingError``, which breaks
-``load_from``, ``resume``, ``init_cfg=Pretrained`` and ``load_checkpoint``
-of local files. Importing this module (``import mmdisalign`` does it first)
-registers :func:`load_from_local` for local paths in mmengine's
-``CheckpointLoader``; remote schemes are left alone. ``weights_only=False``
-unpickles arbitrary objects: only load checkpoints you trust. See
+torch 2.6 made ``weights_only=True`` the default of :func:`torch.load`, which
+rejects every Runner checkpoint. Importing this module (``import mmdisalign``
+does it first) registers :func:`load_from_local` for local paths in
+mmengine's ``CheckpointLoader``. Only load checkpoints you trust. See
 docs/stage2.md.
 """
 import os.path as osp

@@ -1,18 +1,11 @@
-"""DisAlign box head for mmdet's two-stage detectors.
-
-mmdet's ``Shared2FCBBoxHead`` plus one submodule, ``calibration``, applied
-to the class logits; every upstream parameter keeps its name, so a stage-1
-checkpoint of the upstream head loads without renaming.
-"""
-import copy
+"""DisAlign box head for mmdet's two-stage detectors."""
 from typing import Optional, Tuple
 
 from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead
 from mmdet.registry import MODELS
 from torch import Tensor
 
-from mmdisalign.models.calibration_builder import (calibration_class,
-                                                   fill_calibration_cfg)
+from mmdisalign.models.calibration_builder import build_calibration
 
 __all__ = ['DisAlignShared2FCBBoxHead']
 
@@ -53,17 +46,13 @@ class DisAlignShared2FCBBoxHead(Shared2FCBBoxHead):
             self.calibration = self._build_calibration(calibration)
 
     def _build_calibration(self, cfg: dict):
-        calib_cls = calibration_class(cfg, MODELS)
-        cfg = copy.deepcopy(dict(cfg))
-        cfg.setdefault('num_classes', self.num_classes)
-        cfg.setdefault('uncalibrated_columns', (-1, ))
-        fill_calibration_cfg(
+        module = build_calibration(
             cfg,
-            calib_cls,
+            MODELS,
+            'box head',
             dict(in_channels=self.cls_last_dim),
-            head='box head')
-        cfg['type'] = calib_cls
-        module = MODELS.build(cfg)
+            defaults=dict(
+                num_classes=self.num_classes, uncalibrated_columns=(-1, )))
         if module.num_logits != self.num_classes + 1 or (
                 module.uncalibrated_columns != (self.num_classes, )):
             raise ValueError(

@@ -1,12 +1,5 @@
-"""Check that datasets, evaluators, frequency files and model agree.
-
-mmdet's LVIS / COCO datasets number the labels by the categories of the
-annotation file, whatever the model predicts: with more categories than
-the box head, label ``num_classes`` silently means "background" to the RoI
-head. A frequency file of another category set gives GRW weights to the
-wrong classes. :class:`DisAlignCategoryCheckHook` turns each of these into
-an error before the first iteration.
-"""
+"""Check that datasets, evaluators, frequency files and model agree on the
+categories (mmdet would silently read an extra label as background)."""
 from typing import Any, List, Optional, Sequence
 
 from mmdet.models.roi_heads.bbox_heads import BBoxHead
@@ -16,20 +9,9 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmdisalign.utils.class_freq import load_class_freq_meta
+from mmdisalign.utils.misc import listed, unwrap_datasets
 
 __all__ = ['DisAlignCategoryCheckHook', 'dataset_category_ids']
-
-
-def _unwrap_dataset(dataset: Any) -> List[Any]:
-    """The innermost datasets of (repeat, class-balanced, concatenation)
-    dataset wrappers."""
-    datasets = getattr(dataset, 'datasets', None)
-    if isinstance(datasets, (list, tuple)):
-        return [inner for d in datasets for inner in _unwrap_dataset(d)]
-    inner = getattr(dataset, 'dataset', None)
-    if inner is not None and inner is not dataset:
-        return _unwrap_dataset(inner)
-    return [dataset]
 
 
 def dataset_category_ids(dataset: Any) -> Optional[List[int]]:
@@ -59,17 +41,11 @@ def _first_difference(a: Sequence[int], b: Sequence[int]) -> str:
 class DisAlignCategoryCheckHook(Hook):
     """Stop a run whose data, evaluator, frequencies and model disagree.
 
-    Checked once per split, before training (training and validation
-    data), validation or testing:
-
-    - every box and mask head predicts as many classes as the annotation
-      file has categories;
-    - the dataset's ``metainfo['classes']`` names as many classes (set
-      ``metainfo=dict(classes=...)`` for a dataset other than LVIS);
-    - the training, validation and test files, and the ``ann_file`` of an
-      ``LVISMetric``, list the same category ids in the same order;
-    - a class-frequency file of a loss (``GRWCrossEntropyLoss``) lists the
-      same ``category_ids`` or, for files without ids, the same names.
+    Checked once per split, before training, validation or testing: the
+    number of categories against every box and mask head and the dataset's
+    ``metainfo``; the category ids against the other splits, an
+    ``LVISMetric``'s ``ann_file`` and the class-frequency files of the
+    losses. See docs/det.md.
 
     Args:
         check_metainfo (bool): Require ``metainfo['classes']`` to have one
@@ -103,7 +79,7 @@ class DisAlignCategoryCheckHook(Hook):
             runner.model) else runner.model
         heads = [(name, module) for name, module in model.named_modules()
                  if isinstance(module, (BBoxHead, FCNMaskHead))]
-        for inner in _unwrap_dataset(dataset):
+        for inner in unwrap_datasets(dataset):
             cat_ids = dataset_category_ids(inner)
             if cat_ids is None:
                 continue
@@ -185,7 +161,7 @@ class DisAlignCategoryCheckHook(Hook):
                 raise ValueError(
                     f'The class-frequency file {source!r} (used by {name}) '
                     f'names other classes than {where}: '
-                    f'{"; ".join(diff[:10])}.')
+                    f'{listed(diff, sep="; ")}.')
 
     @staticmethod
     def _check_evaluator(evaluator: Any, cat_ids: List[int],

@@ -1,14 +1,6 @@
-"""Make the ``lvis`` evaluation of PyPI (0.5.3) run on numpy >= 1.24.
-
-``lvis.eval.LVISEval.accumulate`` of the last ``lvis`` release on PyPI
-calls ``astype(dtype=np.float)``; numpy 1.24 removed the ``np.float`` alias
-(deprecated since 1.20), so every LVIS evaluation, including mmdet's
-``LVISMetric``, fails with ``AttributeError: module 'numpy' has no
-attribute 'float'``. The fix is on the lvis-api main branch but was never
-released. :func:`patch_lvis_numpy_aliases` gives the ``lvis.eval`` module
-(and only it) a view of numpy that still has the removed aliases, with
-their old meaning (``np.float`` is the builtin ``float``, i.e. float64).
-Importing :mod:`mmdisalign.det` applies it.
+"""Make the ``lvis`` evaluation of PyPI (0.5.3) run on numpy >= 1.24, which
+removed the ``np.float`` alias it uses: ``lvis.eval`` (only it) gets a view
+of numpy with the removed aliases. See docs/det.md.
 """
 import types
 
@@ -22,7 +14,6 @@ _REMOVED_ALIASES = dict(
 
 
 class _NumpyWithAliases(types.ModuleType):
-    """numpy, plus the builtin aliases that numpy 1.24 removed."""
 
     def __init__(self) -> None:
         super().__init__(np.__name__, np.__doc__)

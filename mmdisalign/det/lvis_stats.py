@@ -1,18 +1,12 @@
-"""Per-category training statistics of an LVIS (or COCO-format) file.
-
-LVIS files list per category ``image_count``, ``instance_count`` and
-``frequency`` (``'r'`` 1-10 images, ``'c'`` 11-100, ``'f'`` more);
-COCO-format files do not. Both counts are computed here from the
-annotations, in mmdet's label order (the order of ``categories``, which
-must be sorted by id as in the official files), one frequency per label
-for the GRW loss.
-"""
+"""Per-category training statistics of an LVIS (or COCO-format) file, in
+mmdet's label order (``categories`` sorted by id), counted from the
+annotations."""
 import os
 from collections import Counter, defaultdict
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Union
 
 from mmdisalign.utils.class_freq import save_class_freq
-from mmdisalign.utils.json_file import read_json_file
+from mmdisalign.utils.misc import listed, read_json_file
 
 __all__ = [
     'LVIS_RARE_MAX', 'LVIS_COMMON_MAX', 'frequency_group', 'load_annotations',
@@ -23,9 +17,6 @@ __all__ = [
 #: common up to 100, frequent above.
 LVIS_RARE_MAX = 10
 LVIS_COMMON_MAX = 100
-
-#: How many offending categories an error message lists.
-_MAX_LISTED = 10
 
 
 def frequency_group(image_count: int,
@@ -49,12 +40,6 @@ def load_annotations(ann_file: Union[str, 'os.PathLike[str]']) -> dict:
                          f'"annotations" and "categories", got a '
                          f'{type(data).__name__}')
     return data
-
-
-def _listed(items: Sequence[Any]) -> str:
-    shown = ', '.join(str(i) for i in items[:_MAX_LISTED])
-    more = len(items) - _MAX_LISTED
-    return shown + (f', ... ({more} more)' if more > 0 else '')
 
 
 def category_stats(annotations: Union[dict, str, 'os.PathLike[str]'],
@@ -103,7 +88,7 @@ def category_stats(annotations: Union[dict, str, 'os.PathLike[str]'],
         ids.append(cat['id'])
     dups = sorted(i for i, n in Counter(ids).items() if n > 1)
     if dups:
-        raise ValueError(f'{where}duplicate category ids: {_listed(dups)}')
+        raise ValueError(f'{where}duplicate category ids: {listed(dups)}')
     if ids != sorted(ids):
         raise ValueError(
             f'{where}the categories are not sorted by id. mmdet numbers the '
@@ -128,11 +113,11 @@ def category_stats(annotations: Union[dict, str, 'os.PathLike[str]'],
         num_counted += 1
     if unknown:
         details = [
-            f'{cat_id} (annotations {_listed(ann_ids)})'
+            f'{cat_id} (annotations {listed(ann_ids)})'
             for cat_id, ann_ids in sorted(unknown.items(), key=str)
         ]
         raise ValueError(f'{where}annotations refer to category ids that '
-                         f'are not in "categories": {_listed(details)}')
+                         f'are not in "categories": {listed(details)}')
     image_count = [len(s) for s in image_sets]
     names = [str(cat.get('name', cat['id'])) for cat in categories]
 
@@ -144,7 +129,7 @@ def category_stats(annotations: Union[dict, str, 'os.PathLike[str]'],
         raise ValueError(
             f'{where}{len(zero)} of {len(ids)} categories have no training '
             f'annotation, so they have no frequency for GRW: '
-            f'{_listed(zero)}. Use the training annotation file of the '
+            f'{listed(zero)}. Use the training annotation file of the '
             'dataset; pass allow_zero=True (--allow-zero) only to inspect '
             'such a file.')
 
@@ -159,7 +144,7 @@ def category_stats(annotations: Union[dict, str, 'os.PathLike[str]'],
         ]
         if diff:
             warnings.append(f'"{key}" of {len(diff)} categories differs from '
-                            f'the annotations: {_listed(diff)}')
+                            f'the annotations: {listed(diff)}')
     computed = [frequency_group(n) for n in image_count]
     if all('frequency' in cat for cat in categories):
         frequency = [cat['frequency'] for cat in categories]
@@ -170,7 +155,7 @@ def category_stats(annotations: Union[dict, str, 'os.PathLike[str]'],
         if diff:
             warnings.append(f'"frequency" of {len(diff)} categories differs '
                             'from the LVIS thresholds applied to the counted '
-                            f'image counts: {_listed(diff)}')
+                            f'image counts: {listed(diff)}')
     else:
         frequency = computed
 
@@ -217,11 +202,9 @@ def write_class_freq(ann_file: Union[str, 'os.PathLike[str]'],
         classes=stats['names'],
         count_type='images',
         source=os.fspath(ann_file),
-        extra=dict(
-            image_count=stats['image_count'],
-            instance_count=stats['instance_count'],
-            category_ids=stats['category_ids'],
-            frequency=stats['frequency'],
-            num_images=stats['num_images'],
-            num_annotations=stats['num_annotations']))
+        extra={
+            key: stats[key]
+            for key in ('image_count', 'instance_count', 'category_ids',
+                        'frequency', 'num_images', 'num_annotations')
+        })
     return stats

@@ -1,15 +1,8 @@
-"""Multi-process runs on a machine without an accelerator (gloo).
-
-mmengine 0.10.7 starts the process group in ``Runner.setup_env`` with
-:func:`mmengine.dist.init_dist`, which calls ``torch.cuda.set_device`` before
-``init_process_group`` for every launcher, and the ``Runner`` wraps the model
-as ``MMDistributedDataParallel(device_ids=[LOCAL_RANK])``. Without CUDA the
-first raises and DDP rejects the second for a CPU module.
-:func:`setup_cpu_dist` fills exactly these two gaps; everything else (the
-variables of torchrun, srun and mpirun, the master address and port) is left
-to mmengine's ``init_dist``.
-"""
+"""Multi-process runs without an accelerator: what mmengine 0.10.7 lacks
+(``init_dist`` calls ``torch.cuda.set_device``, the Runner's DDP gets
+``device_ids=[LOCAL_RANK]``). See docs/launch.md."""
 import os
+from typing import Any, Tuple
 
 import torch
 from mmengine.device import get_device
@@ -17,7 +10,7 @@ from mmengine.dist import init_dist, is_distributed
 from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ['setup_cpu_dist', 'cpu_model_wrapper_cfg']
+__all__ = ['setup_cpu_dist', 'cpu_model_wrapper_cfg', 'runner_wrapper_cfg']
 
 
 def setup_cpu_dist(cfg) -> None:
@@ -59,22 +52,11 @@ def setup_cpu_dist(cfg) -> None:
     cpu_model_wrapper_cfg(cfg)
 
 
-def cpu_model_wrapper_cfg(cfg) -> dict:
-    """Make the ``Runner`` build its DDP wrapper with ``device_ids=None``.
-
-    Without ``model_wrapper_cfg``, this sets the wrapper the ``Runner``
-    builds by default, plus ``device_ids=None``. A ``model_wrapper_cfg`` of
-    a DDP subclass gets ``device_ids=None`` unless it sets them; other
-    wrappers are left alone.
-
-    Args:
-        cfg (Config): The config; changed in place.
-
-    Returns:
-        dict: The resulting ``model_wrapper_cfg``.
-    """
+def runner_wrapper_cfg(cfg) -> Tuple[Any, dict]:
+    """The wrapper class and config ``Runner.wrap_model`` uses:
+    ``cfg.model_wrapper_cfg`` or, without one, the Runner's default."""
     wrapper_cfg = cfg.get('model_wrapper_cfg')
-    if wrapper_cfg is None:  # what Runner.wrap_model builds by default
+    if wrapper_cfg is None:
         wrapper_cfg = dict(
             type='MMDistributedDataParallel',
             broadcast_buffers=False,
@@ -82,6 +64,22 @@ def cpu_model_wrapper_cfg(cfg) -> dict:
     wrapper_type = wrapper_cfg.get('type', 'MMDistributedDataParallel')
     if isinstance(wrapper_type, str):
         wrapper_type = MODEL_WRAPPERS.get(wrapper_type)
+    return wrapper_type, wrapper_cfg
+
+
+def cpu_model_wrapper_cfg(cfg) -> dict:
+    """Make the ``Runner`` build its DDP wrapper with ``device_ids=None``.
+
+    A wrapper config of a DDP subclass (or the Runner's default) gets
+    ``device_ids=None`` unless it sets them; other wrappers are left alone.
+
+    Args:
+        cfg (Config): The config; changed in place.
+
+    Returns:
+        dict: The resulting ``model_wrapper_cfg``.
+    """
+    wrapper_type, wrapper_cfg = runner_wrapper_cfg(cfg)
     if isinstance(wrapper_type, type) and issubclass(wrapper_type,
                                                      DistributedDataParallel):
         wrapper_cfg.setdefault('device_ids', None)

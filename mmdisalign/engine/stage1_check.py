@@ -1,19 +1,14 @@
-"""Check that the stage-1 weights really reached the frozen part of a model.
-
-mmengine loads ``load_from`` non-strictly: missing keys and shape
-mismatches are only logged, so a stage-2 run started from the wrong
-checkpoint would calibrate a random network without complaint.
-"""
+"""Check that the stage-1 weights reached the frozen part of a model:
+mmengine loads ``load_from`` non-strictly (missing keys and other shapes are
+only logged), so stage 2 would calibrate a random network without it."""
 import re
-from typing import (Any, Dict, Iterable, List, Mapping, Optional, Pattern,
-                    Tuple)
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Pattern, Tuple
+
+from mmdisalign.utils.misc import listed
 
 __all__ = ['checkpoint_shapes', 'check_stage1_weights', 'model_key']
 
 Shape = Optional[Tuple[int, ...]]
-
-#: How many offending names an error message lists.
-MAX_LISTED = 10
 
 
 def model_key(key: str) -> str:
@@ -32,17 +27,12 @@ def checkpoint_shapes(checkpoint: Mapping[str, Any]) -> Dict[str, Shape]:
     return shapes
 
 
-def _listed(names: List[str]) -> str:
-    more = len(names) - MAX_LISTED
-    return ', '.join(
-        names[:MAX_LISTED]) + (f', ... ({more} more)' if more > 0 else '')
-
-
 def check_stage1_weights(
-    required: Mapping[str, Tuple[int, ...]],
-    loaded: Mapping[str, Shape],
-    source: str,
-    allow_missing: Iterable[Pattern] = ()) -> None:
+        required: Mapping[str, tuple],
+        loaded: Mapping[str, Shape],
+        source: str,
+        allow_missing: Iterable[Pattern] = (),
+) -> None:
     """Raise if a required tensor is absent from a checkpoint or differs.
 
     Args:
@@ -74,9 +64,9 @@ def check_stage1_weights(
         f'Checkpoint: {source} ({len(loaded)} tensors).'
     ]
     if missing:
-        lines.append(f'Missing: {_listed(missing)}.')
+        lines.append(f'Missing: {listed(missing)}.')
     if mismatched:
-        lines.append(f'Shape mismatch: {_listed(mismatched)}.')
+        lines.append(f'Shape mismatch: {listed(mismatched)}.')
     lines.append('Load the checkpoint of the stage-1 run of this very model, '
                  'or list keys that may legitimately be absent in '
                  '`allow_missing` of DisAlignFreezeHook.')

@@ -1,10 +1,6 @@
 """DisAlign calibration (paper eq. 6) and its special cases (Table 2).
 
-Every calibration maps the logits ``z`` of a frozen classifier to
-``zhat_j = (1 + sigma * alpha_j) * z_j + sigma * beta_j``. The formula
-lives once, in :meth:`BaseCalibration.calibrate`; subclasses only say what
-``alpha``, ``beta`` (per calibrated class) and ``sigma`` (an input-dependent
-confidence, 1 for the non-adaptive cases) are.
+See docs/calibration.md.
 """
 import copy
 import math
@@ -15,7 +11,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, constant_init, kaiming_init, normal_init
 from mmengine.registry import MODELS, WEIGHT_INITIALIZERS
 from torch import Tensor
 
@@ -42,14 +38,13 @@ def _finite(name: str, value: float) -> float:
 
 
 class BaseCalibration(BaseModule):
-    """Base of every calibration: ``zhat = scale * z + margin``.
+    """Base of every calibration: ``zhat = (1 + sigma * alpha) * z + sigma *
+    beta``; subclasses say what ``alpha``, ``beta`` and ``sigma`` are
+    (:meth:`get_terms`).
 
-    ``scale = 1 + sigma * alpha`` and ``margin = sigma * beta``. Subclasses
-    implement :meth:`get_terms`. The logits have the classes on dim 1,
-    ``(N, L)`` or ``(N, L, *spatial)`` with ``L = num_classes +
-    len(uncalibrated_columns)``; uncalibrated columns (e.g. the detection
-    background) pass through unchanged and ``alpha`` / ``beta`` apply to
-    the other columns in order.
+    The logits have the classes on dim 1: ``(N, L)`` or ``(N, L, ...)``
+    with ``L = num_classes + len(uncalibrated_columns)``; uncalibrated
+    columns (e.g. the detection background) pass through unchanged.
 
     Args:
         num_classes (int): Number of calibrated classes ``K``.
@@ -89,8 +84,7 @@ class BaseCalibration(BaseModule):
         self.register_buffer('calibrated_index', index, persistent=False)
 
     def _to_logit_columns(self, vec: Tensor, logits: Tensor) -> Tensor:
-        """Spread ``(K,)`` over the logit columns (0 where uncalibrated),
-        shaped to broadcast over dim 1."""
+        """``(K,)`` as ``(L, 1, ...)``, 0 in the uncalibrated columns."""
         if self.calibrated_index is not None:
             vec = vec.new_zeros(self.num_logits).index_copy(
                 0, self.calibrated_index, vec)
@@ -131,9 +125,9 @@ class BaseCalibration(BaseModule):
         """(Re)apply the built-in initialisation (none here)."""
 
     def init_weights(self) -> None:
-        """Initialise; the first call re-applies :meth:`reset_calibration`
-        (a parent's ``init_cfg`` reaches this module first) unless this
-        module has its own ``init_cfg``."""
+        """The first call re-applies :meth:`reset_calibration` (undoing a
+        parent's ``init_cfg``) unless this module has its own ``init_cfg``.
+        """
         first_call = not self.is_init
         super().init_weights()
         if first_call and not self.init_cfg:
@@ -155,12 +149,12 @@ class BaseCalibration(BaseModule):
         Returns:
             Tensor: Calibrated logits of the same shape.
         """
+        if logits.dim() < 2:
+            raise ValueError(
+                'logits must have shape (N, L) or (N, L, ...) with the '
+                f'classes on dim 1, but got {tuple(logits.shape)}')
         # A size-1 dim 1 would broadcast silently against alpha and beta.
-        if logits.dim() < 2 or logits.shape[1] != self.num_logits:
-            if logits.dim() < 2:
-                raise ValueError(
-                    'logits must have shape (N, L) or (N, L, ...) with the '
-                    f'classes on dim 1, but got {tuple(logits.shape)}')
+        if logits.shape[1] != self.num_logits:
             extra = ''
             if self.uncalibrated_columns:
                 extra = (f' = num_classes {self.num_classes} + '
@@ -184,17 +178,10 @@ class DisAlignCalibration(BaseCalibration):
     """DisAlign adaptive calibration (paper eq. 6).
 
     ``sigma(x) = sigmoid(confidence(x))`` from the classifier input ``x``:
-    a 1-output ``nn.Linear`` on ``(N, C)`` features, or a 1x1 ``nn.Conv2d``
-    on ``(N, C, H, W)`` maps with ``dense=True`` (a per-pixel sigma). With a
-    norm and/or activation, ``confidence`` is an ``nn.Sequential`` of
-    ``fc``/``conv`` (no bias when normed), the norm and ``activate``.
-
-    ``init_mode='identity'``: ``alpha = beta = 0``, confidence weight
-    N(0, 0.01) and bias 0, or with a norm Kaiming-normal (fan_out) as mmcv's
-    ConvModule and the norm weight 1, bias 0. ``'reference_cls'``:
-    ``alpha = 1``, ``beta = 0``, confidence weight 0.1, default bias.
-
-    See docs/calibration.md for the reference each mode reproduces.
+    an ``nn.Linear(C, 1)``, or with ``dense=True`` an ``nn.Conv2d(C, 1, 1)``
+    (a per-pixel sigma); with a norm and/or activation an ``nn.Sequential``
+    of ``fc``/``conv``, the norm and ``activate``. The initialisation of
+    each ``init_mode`` is described in docs/calibration.md.
 
     Args:
         in_channels (int): Channels ``C`` of the feature.
@@ -277,7 +264,7 @@ class DisAlignCalibration(BaseCalibration):
 
     @property
     def confidence_layer(self) -> nn.Module:
-        """The linear / 1x1 conv layer inside :attr:`confidence`."""
+        """The linear / 1x1 conv layer of :attr:`confidence`."""
         if isinstance(self.confidence, nn.Sequential):
             return self.confidence[0]
         return self.confidence
@@ -288,14 +275,8 @@ class DisAlignCalibration(BaseCalibration):
         self.alpha.fill_(self.alpha_init)
         self.beta.fill_(self.beta_init)
         layer = self.confidence_layer
-        norm = None
         if self._norm_name is not None:
-            norm = getattr(self.confidence, self._norm_name)
-            if getattr(norm, 'weight', None) is not None:
-                nn.init.ones_(norm.weight)
-            if getattr(norm, 'bias', None) is not None:
-                nn.init.zeros_(norm.bias)
-
+            constant_init(getattr(self.confidence, self._norm_name), 1)
         if self.confidence_init is not None:
             initializer = WEIGHT_INITIALIZERS.build(
                 copy.deepcopy(self.confidence_init))
@@ -306,22 +287,18 @@ class DisAlignCalibration(BaseCalibration):
             if layer.bias is not None:
                 bound = 1.0 / math.sqrt(self.in_channels)
                 nn.init.uniform_(layer.bias, -bound, bound)
-        elif norm is not None:
+        elif self._norm_name is not None:
             # mmcv ConvModule default (reference segmentation head)
             act_cfg = self._act_cfg or {}
             if act_cfg.get('type') == 'LeakyReLU':
-                a = act_cfg.get('negative_slope', 0.01)
-                nonlinearity = 'leaky_relu'
+                kaiming_init(
+                    layer,
+                    a=act_cfg.get('negative_slope', 0.01),
+                    nonlinearity='leaky_relu')
             else:
-                a, nonlinearity = 0, 'relu'
-            nn.init.kaiming_normal_(
-                layer.weight, a=a, mode='fan_out', nonlinearity=nonlinearity)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
+                kaiming_init(layer)
         else:
-            nn.init.normal_(layer.weight, mean=0.0, std=0.01)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
+            normal_init(layer, std=0.01)
 
     def _check_feats(self, logits: Tensor, feats: Optional[Tensor]) -> None:
         """Shape checks where torch would broadcast silently."""
@@ -399,9 +376,7 @@ class LWSCalibration(BaseCalibration):
 class TauNormCalibration(BaseCalibration):
     """tau-normalisation: ``zhat_j = z_j / ||w_j||^tau``, nothing learned.
 
-    The classifier weight comes at forward time as ``classifier_weight``
-    (``(K, D, ...)`` or a row per logit column, ``(L, D, ...)``), detached.
-    A classifier bias is scaled together with ``W x``.
+    Called with ``classifier_weight`` (``(K, D, ...)`` or ``(L, D, ...)``).
 
     Args:
         tau (float): The exponent. Defaults to 1.0.
@@ -418,12 +393,9 @@ class TauNormCalibration(BaseCalibration):
         self._checked = (None, None)
 
     def _check_norms(self, weight: Tensor, norms: Tensor) -> None:
-        """Raise on zero-norm rows (an infinite scale).
-
-        Reading the norms synchronises host and device, so it runs only
-        when the weight changed since the last check (another tensor, or
-        an in-place update counted by its version), not per forward.
-        """
+        """Raise on zero-norm rows (an infinite scale). Reading the norms
+        synchronises host and device: done only when the weight changed
+        (another tensor, or an in-place update of its version)."""
         ref, version = self._checked
         if ref is not None and ref() is weight and version == weight._version:
             return
@@ -465,10 +437,7 @@ class TauNormCalibration(BaseCalibration):
 
 @MODELS.register_module()
 class LogitAdjustCalibration(BaseCalibration):
-    """Post-hoc logit adjustment: ``zhat_j = z_j - tau * log r_j``.
-
-    ``r_j = n_j / sum_k n_k``; nothing learned. The margin is a
-    non-persistent buffer (not in checkpoints).
+    """Post-hoc logit adjustment: ``zhat_j = z_j - tau * log(n_j / n)``.
 
     Args:
         class_freq (list | str): Per-class counts of the calibrated classes

@@ -1,67 +1,62 @@
-"""What every DisAlign head does to build its calibration from a config:
-resolve the type, then fill in the head's sizes the calibration takes."""
+"""How every DisAlign head builds its calibration from a config."""
+import copy
 import inspect
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
-from mmengine.registry import MODELS, Registry
+import torch.nn as nn
+from mmengine.registry import Registry
 
 from .calibration import BaseCalibration
 
-__all__ = ['calibration_class', 'fill_calibration_cfg']
+__all__ = ['build_calibration']
 
 
-def calibration_class(cfg: dict, registry: Optional[Registry] = None) -> type:
-    """The :class:`BaseCalibration` subclass a calibration config builds.
+def build_calibration(cfg: Union[dict, nn.Module],
+                      registry: Registry,
+                      head: str,
+                      values: Dict[str, Any],
+                      fields: Optional[Dict[str, str]] = None,
+                      defaults: Optional[Dict[str, Any]] = None) -> nn.Module:
+    """Build a head's calibration, filling in the head's ``values`` (a value
+    the config gives must agree) and ``defaults``, each only where the
+    calibration class takes it (``in_channels``: DisAlign, not post-hoc).
 
     Args:
-        cfg (dict): Calibration config; its ``type`` is a registered name
-            or a class.
-        registry (Registry, optional): Where a name is looked up (the
-            head's ``MODELS``, a child of mmengine's root registry).
-            Defaults to mmengine's root ``MODELS``.
+        cfg (dict | nn.Module): Calibration config, its ``type`` a name of
+            ``registry`` or a class; a module is returned as is.
+        registry (Registry): The head's ``MODELS`` (a child of mmengine's
+            root registry, where the calibrations are registered).
+        head (str): The head, for messages (e.g. 'decode head').
+        values (dict): Argument name -> the head's value.
+        fields (dict, optional): Argument name -> the head attribute it
+            comes from, for messages. Defaults to None.
+        defaults (dict, optional): Argument name -> value used when the
+            config has none. Defaults to None.
 
     Returns:
-        type: The calibration class.
+        nn.Module: The calibration.
     """
+    if isinstance(cfg, nn.Module):
+        return cfg
     if not isinstance(cfg, dict) or 'type' not in cfg:
         raise TypeError('calibration must be a config dict with a "type" '
                         f'key, but got {cfg!r}')
-    kind = cfg['type']
-    if isinstance(kind, str):
-        kind = (registry or MODELS).get(kind)
-        if kind is None:
+    calib_cls = cfg['type']
+    if isinstance(calib_cls, str):
+        calib_cls = registry.get(calib_cls)
+        if calib_cls is None:
             raise KeyError(
                 f'calibration type {cfg["type"]!r} is not registered; '
                 'import mmdisalign (custom_imports) first')
-    if not (inspect.isclass(kind) and issubclass(kind, BaseCalibration)):
+    if not (inspect.isclass(calib_cls)
+            and issubclass(calib_cls, BaseCalibration)):
         raise TypeError(f'calibration type {cfg["type"]!r} is not a '
                         'mmdisalign BaseCalibration')
-    return kind
-
-
-def fill_calibration_cfg(cfg: dict,
-                         calib_cls: type,
-                         values: Dict[str, Any],
-                         head: str,
-                         fields: Optional[Dict[str, str]] = None) -> dict:
-    """Fill a head's sizes into a calibration config, in place.
-
-    A ``values`` entry is set only when ``calib_cls`` takes that argument
-    (``in_channels`` for :class:`DisAlignCalibration`, not for the post-hoc
-    cases); a value the config already gives must agree.
-
-    Args:
-        cfg (dict): The calibration config.
-        calib_cls (type): Its class (:func:`calibration_class`).
-        values (dict): Argument name -> the head's value.
-        head (str): The head, for messages (e.g. 'decode head').
-        fields (dict, optional): Argument name -> the head attribute it
-            comes from, for messages. Defaults to None.
-
-    Returns:
-        dict: ``cfg``.
-    """
     params = inspect.signature(calib_cls.__init__).parameters
+    cfg = dict(copy.deepcopy(cfg), type=calib_cls)
+    for key, value in (defaults or {}).items():
+        if key in params:
+            cfg.setdefault(key, copy.deepcopy(value))
     for key, value in values.items():
         if key not in params:
             continue
@@ -72,4 +67,4 @@ def fill_calibration_cfg(cfg: dict,
                 f'calibration {key}={cfg[key]!r} does not match the {head} '
                 f'({key}={value!r}{source})')
         cfg[key] = value
-    return cfg
+    return registry.build(cfg)

@@ -1,12 +1,6 @@
-"""DisAlign for mmsegmentation.
-
-Importing this package registers :class:`DisAlignFCNHead` and
-:class:`DisAlignDepthwiseSeparableASPPHead` in mmseg's ``MODELS`` and
-:class:`HeadBodyTailIoUMetric` in mmseg's ``METRICS`` (and, through
-``mmdisalign``, the calibration, the GRW loss and the freeze hook in
-mmengine's root registries). Configs load it with
-``custom_imports = dict(imports=['mmdisalign.seg'])``.
-"""
+"""DisAlign for mmsegmentation: importing it imports mmseg (never mmdet or
+mmpretrain through mmdisalign) and registers the heads and the metric below
+in mmseg's registries."""
 import mmdisalign  # noqa: F401  (root registries, checkpoint loader)
 from .evaluation import (HeadBodyTailIoUMetric, class_pixel_ratios,
                          group_classes)

@@ -1,38 +1,17 @@
-"""Per-class pixel statistics of an mmseg dataset (for GRW and grouping).
-
-The annotation maps are read through the dataset itself: its data list,
-its ``reduce_zero_label`` and ``label_map`` (custom class subsets) and its
-``ignore_index``, with mmseg's ``LoadAnnotations`` and no other transform
-(no resize, crop or flip), so the counts are those of the files as the
-model sees their labels.
-"""
+"""Per-class pixel statistics of an mmseg dataset, read through the dataset
+(its ``reduce_zero_label``, ``label_map`` and ``ignore_index``) with mmseg's
+``LoadAnnotations`` and no other transform."""
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from mmseg.datasets.transforms import LoadAnnotations
 from torch.utils.data import DataLoader, Dataset
 
 from mmdisalign.utils.class_freq import save_class_freq
+from mmdisalign.utils.misc import class_name, listed, unwrap_datasets
 
-__all__ = [
-    'count_class_pixels', 'check_classes_present', 'save_pixel_freq',
-    'unwrap_datasets'
-]
-
-
-def unwrap_datasets(dataset: Any) -> List[Any]:
-    """The base datasets inside dataset wrappers: every member of a
-    ``ConcatDataset``-like wrapper (``datasets``), the inner dataset of a
-    ``RepeatDataset``-like one (``dataset``) once (repeating a dataset does
-    not change its class ratios)."""
-    if hasattr(dataset, 'datasets'):
-        return [
-            d for member in dataset.datasets for d in unwrap_datasets(member)
-        ]
-    if hasattr(dataset, 'dataset'):
-        return unwrap_datasets(dataset.dataset)
-    return [dataset]
+__all__ = ['count_class_pixels', 'check_classes_present', 'save_pixel_freq']
 
 
 def _no_collate(item: Any) -> Any:
@@ -87,8 +66,8 @@ def count_class_pixels(dataset: Any,
     """Count the pixels of every class over a segmentation dataset.
 
     Args:
-        dataset: A built mmseg dataset (wrappers are unwrapped, see
-            :func:`unwrap_datasets`). Its pipeline is not used.
+        dataset: A built mmseg dataset (wrappers are unwrapped, a repeated
+            dataset counted once). Its pipeline is not used.
         num_classes (int, optional): Number of classes; defaults to
             ``len(dataset.metainfo['classes'])``.
         ignore_index (int, optional): Label not counted as a class;
@@ -163,11 +142,9 @@ def count_class_pixels(dataset: Any,
 def check_classes_present(counts: Sequence[int],
                           classes: Optional[Sequence[str]] = None,
                           source: str = 'the dataset') -> None:
-    """Raise ValueError naming the classes without a single pixel.
-
-    GRW weights need every class to occur (a zero frequency gives an
-    infinite weight), and a class that never occurs in training usually
-    means a wrong ``reduce_zero_label``, label map or dataset.
+    """Raise ValueError naming the classes without a single pixel (GRW
+    needs every class; a missing one often means a wrong
+    ``reduce_zero_label``, label map or dataset).
 
     Args:
         counts (Sequence[int]): Pixels per class.
@@ -179,14 +156,10 @@ def check_classes_present(counts: Sequence[int],
     missing = np.flatnonzero(counts == 0)
     if missing.size == 0:
         return
-    names = [
-        f'{i} ({classes[i]!r})' if classes is not None else str(i)
-        for i in missing[:20]
-    ]
-    more = (f' and {missing.size - 20} more' if missing.size > 20 else '')
+    names = [class_name(i, classes) for i in missing]
     raise ValueError(
         f'{missing.size} of {counts.size} classes never occur in {source}: '
-        f'class {", ".join(names)}{more}. GRW needs every class to occur '
+        f'class {listed(names, 20)}. GRW needs every class to occur '
         '(check reduce_zero_label, the label map and the data root), or '
         'pass --allow-missing to write the file anyway')
 
@@ -194,11 +167,8 @@ def check_classes_present(counts: Sequence[int],
 def save_pixel_freq(path: str,
                     stats: Dict[str, Any],
                     source: Optional[str] = None) -> dict:
-    """Write :func:`count_class_pixels` statistics as a frequency JSON.
-
-    ``counts`` are the pixels per class (``count_type`` ``'pixels'``);
-    ``image_counts``, ``total_pixels``, ``ignored_pixels``, ``num_images``,
-    ``ignore_index`` and ``reduce_zero_label`` are extra entries.
+    """Write :func:`count_class_pixels` statistics as a frequency JSON:
+    pixels per class as ``counts``, the other statistics as extra entries.
 
     Args:
         path (str): Output JSON file.
@@ -209,13 +179,11 @@ def save_pixel_freq(path: str,
     Returns:
         dict: The written JSON object.
     """
-    extra = dict(
-        image_counts=[int(v) for v in stats['image_counts']],
-        total_pixels=int(stats['total_pixels']),
-        ignored_pixels=int(stats['ignored_pixels']),
-        num_images=int(stats['num_images']),
-        ignore_index=stats['ignore_index'],
-        reduce_zero_label=stats['reduce_zero_label'])
+    extra = {
+        key: stats[key]
+        for key in ('image_counts', 'total_pixels', 'ignored_pixels',
+                    'num_images', 'ignore_index', 'reduce_zero_label')
+    }
     return save_class_freq(
         os.fspath(path),
         stats['counts'],

@@ -2,10 +2,10 @@
 from .class_freq import (CLASS_FREQ_FORMAT, CLASS_FREQ_VERSION, grw_weights,
                          load_class_freq, load_class_freq_meta,
                          save_class_freq)
-from .json_file import read_json_file
+from .misc import listed, read_json_file, unwrap_datasets
 
 __all__ = [
     'CLASS_FREQ_FORMAT', 'CLASS_FREQ_VERSION', 'grw_weights',
     'load_class_freq', 'load_class_freq_meta', 'save_class_freq',
-    'read_json_file'
+    'read_json_file', 'listed', 'unwrap_datasets'
 ]

@@ -1,11 +1,7 @@
-"""Per-class training frequencies: the JSON file format and GRW weights.
-
-Every statistics tool writes one JSON object through
-:func:`save_class_freq`: ``format``, ``version``, ``num_classes``,
-``count_type``, ``classes``, ``counts`` (read by default), ``source`` and
-any extra keys, e.g. other per-class lists (``instance_count``) that
-``key=`` selects. See docs/grw_loss.md.
-"""
+"""Per-class training frequencies: the JSON file format (one object with
+``format``, ``version``, ``num_classes``, ``count_type``, ``classes``,
+``counts``, ``source`` and extra keys) and the GRW weights. See
+docs/grw_loss.md."""
 import json
 import math
 import numbers
@@ -16,7 +12,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
-from .json_file import read_json_file
+from .misc import class_name, listed, read_json_file
 
 __all__ = [
     'CLASS_FREQ_FORMAT', 'CLASS_FREQ_VERSION', 'save_class_freq',
@@ -28,7 +24,6 @@ CLASS_FREQ_VERSION = 1
 
 _RESERVED_KEYS = ('format', 'version', 'num_classes', 'count_type', 'classes',
                   'counts', 'source')
-_MAX_LISTED = 10  # offending classes named in a message
 
 PathType = Union[str, 'os.PathLike[str]']
 ClassFreqType = Union[Sequence[float], np.ndarray, PathType, Dict[str, Any]]
@@ -38,21 +33,11 @@ def _where(source: Optional[str]) -> str:
     return f' in {source}' if source else ''
 
 
-def _class_label(index: int, classes: Optional[Sequence[str]]) -> str:
-    """"class 3 ('bag')", or "class 3" without names."""
-    if classes is not None and index < len(classes):
-        return f'class {index} ({classes[index]!r})'
-    return f'class {index}'
-
-
 def _to_counts(values: Any,
                what: str = 'counts',
                source: Optional[str] = None) -> np.ndarray:
-    """A 1-D list / tuple / array of real numbers as float64.
-
-    numpy would turn strings and bools (e.g. from a hand-edited file) into
-    numbers silently; they are rejected here.
-    """
+    """A 1-D list / tuple / array of real numbers as float64 (strings and
+    bools, which numpy would convert silently, are rejected)."""
     if isinstance(values, np.ndarray):
         if values.dtype.kind not in 'iuf':
             raise TypeError(f'{what}{_where(source)} must hold real numbers, '
@@ -86,25 +71,21 @@ def _check_counts(counts: np.ndarray,
     """Raise ValueError naming the classes whose count is not usable."""
     bad = np.flatnonzero(~np.isfinite(counts))
     if bad.size:
-        names = ', '.join(
-            _class_label(int(i), classes) for i in bad[:_MAX_LISTED])
-        if bad.size > _MAX_LISTED:
-            names += f' and {bad.size - _MAX_LISTED} more'
         raise ValueError(
-            f'{what}{_where(source)} must be finite, but {names} '
+            f'{what}{_where(source)} must be finite, but '
+            f'class {listed([class_name(i, classes) for i in bad])} '
             f'{"has" if bad.size == 1 else "have"} '
-            f'{", ".join(str(counts[i]) for i in bad[:_MAX_LISTED])}')
+            f'{listed([counts[i] for i in bad])}')
     bad = np.flatnonzero(counts < 0 if allow_zero else counts <= 0)
     if bad.size:
-        details = '; '.join(
-            f'{_class_label(int(i), classes)} has {counts[i]:g} training '
-            f'samples' for i in bad[:_MAX_LISTED])
-        if bad.size > _MAX_LISTED:
-            details += f'; and {bad.size - _MAX_LISTED} more classes'
+        details = [
+            f'class {class_name(i, classes)} has {counts[i]:g} training '
+            'samples' for i in bad
+        ]
         need = ('non-negative counts'
                 if allow_zero else 'every class to occur (count > 0)')
-        raise ValueError(f'{what}{_where(source)}: {details}; GRW needs '
-                         f'{need}')
+        raise ValueError(f'{what}{_where(source)}: '
+                         f'{listed(details, sep="; ")}; GRW needs {need}')
 
 
 def save_class_freq(path: PathType,
@@ -126,9 +107,9 @@ def save_class_freq(path: PathType,
             'instances', ... Defaults to 'images'.
         source (str, optional): The data the counts come from.
             Defaults to None.
-        extra (dict, optional): Further JSON entries, e.g.
-            ``{'instance_count': [...]}``; keys must not clash with the
-            format's own. Defaults to None.
+        extra (dict, optional): Further JSON entries (numpy values are
+            converted), e.g. ``{'instance_count': [...]}``; keys must not
+            clash with the format's own. Defaults to None.
 
     Returns:
         dict: The JSON object written.
@@ -157,7 +138,8 @@ def save_class_freq(path: PathType,
         if key in _RESERVED_KEYS:
             raise ValueError(f'extra key {key!r} clashes with a key of the '
                              f'format itself {_RESERVED_KEYS}')
-        data[key] = value.tolist() if isinstance(value, np.ndarray) else value
+        numpy = isinstance(value, (np.ndarray, np.generic))
+        data[key] = value.tolist() if numpy else value
     lines = []
     for key, value in data.items():
         try:
@@ -184,12 +166,9 @@ def save_class_freq(path: PathType,
 
 
 def load_class_freq_meta(path: PathType) -> dict:
-    """Read and validate a whole class-frequency JSON file.
-
-    Checks the format marker and version, that ``num_classes`` matches
-    ``counts`` and ``classes``, and that ``counts`` holds finite
-    non-negative numbers. Extra lists are checked when loaded with
-    :func:`load_class_freq`.
+    """Read a class-frequency JSON file, checking its format, version,
+    ``num_classes`` and ``counts`` (extra lists are checked by
+    :func:`load_class_freq`).
 
     Args:
         path (str | PathLike): The JSON file.
@@ -290,12 +269,9 @@ def grw_weights(counts: Union[Sequence[float], np.ndarray],
                 normalize_to: Optional[float] = None) -> np.ndarray:
     """Class weights of the generalized re-weight (GRW) loss.
 
-    With class ratios :math:`r_c = n_c / \\sum_k n_k`,
-    :math:`w_c = T (1 / r_c)^{\\rho} / \\sum_k (1 / r_k)^{\\rho}`, ``T``
-    being ``normalize_to``, by default the number of classes K (the
-    reference's choice: the loss keeps the scale of plain cross-entropy).
-    ``rho=0`` gives all ones, ``rho=1`` class-balanced weights. Computed in
-    float64 like the reference; cast once where used.
+    :math:`w_c = T (1 / r_c)^{\\rho} / \\sum_k (1 / r_k)^{\\rho}` with
+    :math:`r_c = n_c / \\sum_k n_k`, in float64; ``rho=0`` gives all ones,
+    ``rho=1`` class-balanced weights. See docs/grw_loss.md.
 
     Args:
         counts (Sequence[float] | np.ndarray): Positive per-class

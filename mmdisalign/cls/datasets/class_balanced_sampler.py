@@ -8,36 +8,22 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from mmpretrain.registry import DATA_SAMPLERS
 from torch.utils.data import Sampler
 
+from .statistics import dataset_labels
+
 __all__ = ['ClassBalancedSampler']
-
-
-def _dataset_labels(dataset: Sized) -> np.ndarray:
-    """Single-label ground truth of every sample of ``dataset``."""
-    if hasattr(dataset, 'get_gt_labels'):
-        labels = dataset.get_gt_labels()
-    else:
-        labels = [dataset.get_cat_ids(i)[0] for i in range(len(dataset))]
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.dtype == object:
-        raise ValueError('ClassBalancedSampler needs single-label data (one '
-                         'integer gt_label per sample)')
-    return labels.astype(np.int64)
 
 
 @DATA_SAMPLERS.register_module()
 class ClassBalancedSampler(Sampler):
     """Draw a class uniformly, then an image of that class uniformly.
 
-    Every class present in the dataset is equally likely at each draw
-    (Kang et al., "Decoupling representation and classifier", cRT);
-    classes with no sample are never drawn. An epoch has ``len(dataset)``
-    draws in total, split over the ranks like mmengine's ``DefaultSampler``
-    (each rank draws its own ``ceil(len / world_size)`` samples from a
-    generator seeded by ``seed + epoch + rank``).
+    The cRT sampling of Kang et al. An epoch has ``len(dataset)`` draws,
+    split over the ranks like mmengine's ``DefaultSampler``; each rank's
+    generator is seeded by ``seed + epoch + rank``.
 
     Args:
         dataset (Sized): The dataset (``get_gt_labels()`` or
-            ``get_cat_ids(i)``).
+            ``get_data_info(i)``).
         seed (int, optional): Random seed, shared by all ranks. Defaults
             to None (a random seed synchronised across ranks).
     """
@@ -49,7 +35,7 @@ class ClassBalancedSampler(Sampler):
         self.dataset = dataset
         self.seed = sync_random_seed() if seed is None else seed
         self.epoch = 0
-        labels = _dataset_labels(dataset)
+        labels = dataset_labels(dataset, 'ClassBalancedSampler')
         if labels.size == 0:
             raise ValueError('ClassBalancedSampler got an empty dataset')
         order = np.argsort(labels, kind='stable')

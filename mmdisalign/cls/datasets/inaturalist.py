@@ -7,8 +7,7 @@ from mmengine.fileio import LocalBackend, get_file_backend, get_local_path
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from mmdisalign.utils.json_file import read_json_file
-
+from mmdisalign.utils.misc import read_json_file
 from .list_file import check_no_empty_class, count_labels
 
 __all__ = ['INaturalist2018']
@@ -18,19 +17,12 @@ __all__ = ['INaturalist2018']
 class INaturalist2018(BaseDataset):
     """iNaturalist 2018 (``train2018.json`` / ``val2018.json``).
 
-    The annotation file is COCO-like: ``images`` (``id``, ``file_name``
-    relative to ``data_prefix``), ``annotations`` (``image_id``,
-    ``category_id``: one per image) and ``categories`` (``id``, ``name``).
-    The class index is the ``category_id``; ids must be ``0 .. K-1`` with
-    ``K = len(categories)`` (true for iNaturalist 2018, 8142 classes).
-    Class names come from ``categories`` (sorted by id) unless ``classes``
-    is given.
-
-    On load, a clear error names the file and the offending entry: a
-    missing key, a category id out of range, an image without (or with
-    two) annotations, an annotation of an unknown image, an image file
-    that does not exist (local files only), and for a training split
-    (``test_mode=False``) a class with no image.
+    The COCO-like annotation file: ``images`` (``id``, ``file_name``),
+    ``annotations`` (one ``category_id`` per ``image_id``) and
+    ``categories``; the class index is the category id, which must be
+    ``0 .. K-1``. On load, an error names the file and the offending entry
+    (missing key, id out of range, image without or with two annotations,
+    missing local image, and for a training split a class with no image).
 
     Args:
         ann_file (str): The JSON annotation file.

@@ -1,13 +1,10 @@
-"""Reading and checking "relative/path label" list files.
-
-ImageNet-LT (``ImageNet_LT_train.txt``), Places-LT (``Places_LT_train.txt``)
-and the embedded Fashion-MNIST-LT lists share one format: one sample per
-line, an image path relative to the image root, whitespace, then an integer
-class index. Every check names the file and the 1-based line number.
-"""
+"""Reading and checking "relative/path label" list files (ImageNet-LT,
+Places-LT, Fashion-MNIST-LT); every error names the file and the line."""
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from mmdisalign.utils.misc import class_name, listed
 
 __all__ = [
     'read_list_file', 'count_labels', 'list_file_class_counts',
@@ -104,13 +101,10 @@ def check_no_empty_class(counts: Sequence[int],
     empty = [i for i, n in enumerate(counts) if n == 0]
     if not empty:
         return
-    names = [
-        f'{i} ({classes[i]!r})'
-        if classes is not None and i < len(classes) else str(i) for i in empty
-    ]
+    names = [class_name(i, classes) for i in empty]
     raise ValueError(
         f'{source}: {len(empty)} class(es) have zero training images: '
-        f'{", ".join(names[:20])}{" ..." if len(names) > 20 else ""}. '
+        f'{listed(names, 20)}. '
         'Every class needs at least one training image (class weights '
         'and many/medium/few groups are undefined otherwise).')
 

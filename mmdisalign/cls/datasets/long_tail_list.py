@@ -17,16 +17,10 @@ __all__ = ['LongTailListDataset']
 class LongTailListDataset(BaseDataset):
     """Images listed in a "relative/path label" file, checked on load.
 
-    This is the split-file format of ImageNet-LT (``ImageNet_LT_train.txt``,
-    ``_val.txt``, ``_test.txt``) and Places-LT (``Places_LT_*.txt``); the
-    Fashion-MNIST-LT builder writes the same format. Paths are relative to
-    ``data_prefix`` (joined with ``data_root``).
-
-    On load, every line is checked and a clear error names the file and
-    the line: a malformed line, a label that is not an integer or lies
-    outside ``[0, num_classes)``, an image that does not exist (local
-    files only). For a training split (``test_mode=False``), a class with
-    no image is an error that names the class.
+    The split files of ImageNet-LT, Places-LT and Fashion-MNIST-LT; paths
+    relative to ``data_prefix``. On load, an error names the file and line
+    of a malformed line, a label out of range or a missing (local) image,
+    and, for a training split, a class with no image. See docs/cls.md.
 
     Args:
         ann_file (str): The list file.
@@ -84,18 +78,6 @@ class LongTailListDataset(BaseDataset):
             f'using largest label + 1 = {int(labels.max()) + 1}')
         return int(labels.max()) + 1
 
-    def _check_images(self, paths: List[str], line_numbers: List[int],
-                      full_paths: List[str]) -> None:
-        missing = [(p, n) for p, n, f in zip(paths, line_numbers, full_paths)
-                   if not osp.isfile(f)]
-        if not missing:
-            return
-        rel, lineno = missing[0]
-        raise FileNotFoundError(
-            f'{self.ann_file}, line {lineno}: image {rel!r} not found under '
-            f'{self.img_prefix!r} ({len(missing)} of {len(paths)} listed '
-            'images are missing)')
-
     def load_data_list(self) -> List[dict]:
         """``dict(img_path=..., gt_label=...)`` per sample, checked."""
         paths, labels, line_numbers = read_list_file(self.ann_file)
@@ -115,9 +97,15 @@ class LongTailListDataset(BaseDataset):
 
         backend = get_file_backend(self.img_prefix, enable_singleton=True)
         full_paths = [backend.join_path(self.img_prefix, p) for p in paths]
-        local = isinstance(backend, LocalBackend)
-        if self.check_images and local:
-            self._check_images(paths, line_numbers, full_paths)
+        if self.check_images and isinstance(backend, LocalBackend):
+            missing = [not osp.isfile(p) for p in full_paths]
+            if any(missing):
+                i = missing.index(True)
+                raise FileNotFoundError(
+                    f'{self.ann_file}, line {line_numbers[i]}: image '
+                    f'{paths[i]!r} not found under {self.img_prefix!r} '
+                    f'({sum(missing)} of {len(paths)} listed images are '
+                    'missing)')
 
         self.class_counts = count_labels(labels, num_classes)
         allow_empty = (

@@ -7,19 +7,32 @@ from mmpretrain.registry import DATASETS
 
 from .list_file import count_labels
 
-__all__ = ['dataset_class_counts']
+__all__ = ['dataset_class_counts', 'dataset_labels']
+
+
+def dataset_labels(dataset: object, user: str) -> np.ndarray:
+    """The single-label ground truth of every sample, by
+    ``get_gt_labels()`` or ``get_data_info(i)['gt_label']``; ``user`` names
+    the caller in the error."""
+    if hasattr(dataset, 'get_gt_labels'):
+        labels = np.asarray(dataset.get_gt_labels())
+    else:
+        labels = np.asarray([
+            dataset.get_data_info(i)['gt_label'] for i in range(len(dataset))
+        ])
+    if labels.dtype == object or labels.ndim != 1:
+        raise ValueError(f'{user} needs single-label data (one integer '
+                         'gt_label per sample)')
+    return labels.astype(np.int64)
 
 
 def dataset_class_counts(
         dataset: Union[dict, object],
         num_classes: Optional[int] = None
 ) -> Tuple[np.ndarray, Optional[list]]:
-    """Count the samples per class of a dataset (or a dataset config).
-
-    Works for any mmpretrain single-label dataset: labels are read with
-    ``get_gt_labels()`` (or ``get_data_info(i)['gt_label']``), so subsets
-    (``indices=``) and wrappers are counted as they are sampled. A config
-    is built with an empty pipeline (images are not read).
+    """Count the samples per class of any mmpretrain single-label dataset
+    (subsets and wrappers as they are sampled); a config is built with an
+    empty pipeline.
 
     Args:
         dataset (dict | Dataset): The dataset or its config.
@@ -36,15 +49,7 @@ def dataset_class_counts(
         if 'pipeline' in cfg:
             cfg['pipeline'] = []
         dataset = DATASETS.build(cfg)
-    if hasattr(dataset, 'get_gt_labels'):
-        labels = np.asarray(dataset.get_gt_labels())
-    else:
-        labels = np.asarray([
-            dataset.get_data_info(i)['gt_label'] for i in range(len(dataset))
-        ])
-    if labels.dtype == object or labels.ndim != 1:
-        raise ValueError('dataset_class_counts needs single-label data (one '
-                         'integer gt_label per sample)')
+    labels = dataset_labels(dataset, 'dataset_class_counts')
     classes = getattr(dataset, 'metainfo', {}).get('classes')
     classes = list(classes) if classes is not None else None
     if num_classes is None:

@@ -11,7 +11,6 @@ from mmengine.logging import MMLogger
 from mmpretrain.registry import METRICS
 
 from mmdisalign.utils.class_freq import load_class_freq, load_class_freq_meta
-
 from ..datasets.list_file import list_file_class_counts
 
 __all__ = ['LongTailAccuracy', 'long_tail_groups']
@@ -36,35 +35,23 @@ def long_tail_groups(train_counts: Sequence[int],
 class LongTailAccuracy(BaseMetric):
     """Top-1 accuracy, overall and per many / medium / few-shot group.
 
-    The training class counts come from the training annotations: either
-    the training list file (``train_ann_file``, the "relative/path label"
-    format of ImageNet-LT / Places-LT / Fashion-MNIST-LT) or the
-    class-frequency JSON written by the statistics tool (``class_freq``).
-    Classes with more than ``many_thr`` training images are "many", fewer
-    than ``few_thr`` "few", the rest "medium" (ImageNet-LT convention:
-    > 100, 20..100, < 20).
-
-    Metrics (with the prefix, e.g. ``lt/top1``): ``top1`` (over samples),
-    ``many``, ``medium``, ``few`` (mean per-class accuracy of the group;
-    a group without classes is left out with a warning) and
-    ``mean_class`` (mean per-class accuracy). All in percent.
-
-    Per-class accuracy is written to ``<out_dir>/<file_prefix>.json`` and
-    ``.csv`` (class index, name, training count, group, test samples,
-    correct, accuracy), for plotting. ``out_dir`` defaults to the running
-    experiment's log directory (``<work_dir>/<timestamp>``).
+    Metrics, in percent: ``top1``, ``many``, ``medium``, ``few`` (mean
+    per-class accuracy of each :func:`long_tail_groups` group; an empty
+    group is left out with a warning) and ``mean_class``. The per-class
+    accuracy goes to ``<out_dir>/<file_prefix>.json`` and ``.csv``. See
+    docs/cls.md.
 
     Args:
-        train_ann_file (str, optional): Training list file. Defaults to
-            None.
+        train_ann_file (str, optional): Training list file ("relative/path
+            label"). Defaults to None.
         class_freq (str | list, optional): Class-frequency JSON (or the
             counts). Defaults to None. Exactly one of the two is needed.
         num_classes (int, optional): Number of classes; defaults to the
             number of classes of the evaluated dataset.
         data_root (str): Joined with a relative ``train_ann_file``.
             Defaults to ''.
-        many_thr (float): Defaults to 100.
-        few_thr (float): Defaults to 20.
+        many_thr (float): "many": more training images. Defaults to 100.
+        few_thr (float): "few": fewer training images. Defaults to 20.
         out_dir (str, optional): Where the per-class files go. Defaults to
             None (the log directory; nothing is written without one).
         file_prefix (str): File name without extension. Defaults to
@@ -91,9 +78,7 @@ class LongTailAccuracy(BaseMetric):
                 'LongTailAccuracy needs exactly one source of training '
                 'class counts: train_ann_file (a training list file) or '
                 'class_freq (a class-frequency JSON)')
-        if few_thr > many_thr:
-            raise ValueError(
-                f'few_thr ({few_thr}) must not exceed many_thr ({many_thr})')
+        long_tail_groups([], many_thr, few_thr)  # checks the thresholds
         if train_ann_file is not None and data_root and not osp.isabs(
                 train_ann_file):
             train_ann_file = osp.join(data_root, train_ann_file)
@@ -107,8 +92,7 @@ class LongTailAccuracy(BaseMetric):
         self._train_counts: Optional[np.ndarray] = None
 
     def _class_names(self) -> Optional[List[str]]:
-        meta = self.dataset_meta or {}
-        classes = meta.get('classes')
+        classes = (self.dataset_meta or {}).get('classes')
         return list(classes) if classes is not None else None
 
     def get_train_counts(self) -> np.ndarray:
@@ -131,9 +115,8 @@ class LongTailAccuracy(BaseMetric):
             if isinstance(self.class_freq, str) and names is not None:
                 file_names = load_class_freq_meta(self.class_freq)['classes']
                 if file_names is not None and list(file_names) != names:
-                    i = next(i for i, (a,
-                                       b) in enumerate(zip(file_names, names))
-                             if a != b)
+                    same = [a == b for a, b in zip(file_names, names)]
+                    i = same.index(False)
                     raise ValueError(
                         f'{self.class_freq} is for another dataset: class '
                         f'{i} is {file_names[i]!r} there but {names[i]!r} '
@@ -187,17 +170,15 @@ class LongTailAccuracy(BaseMetric):
                               metrics)
         return metrics
 
-    def _resolve_out_dir(self) -> Optional[str]:
-        if self.out_dir is not None:
-            return self.out_dir
-        log_file = getattr(MMLogger.get_current_instance(), 'log_file', None)
-        return osp.dirname(log_file) if log_file else None
-
     def _write_per_class(self, counts, groups, num_test, num_correct,
                          class_acc, metrics) -> None:
-        out_dir = self._resolve_out_dir()
-        if out_dir is None:
-            return
+        out_dir = self.out_dir
+        if out_dir is None:  # the log directory of the run, if any
+            log_file = getattr(MMLogger.get_current_instance(), 'log_file',
+                               None)
+            if not log_file:
+                return
+            out_dir = osp.dirname(log_file)
         os.makedirs(out_dir, exist_ok=True)
         names = self._class_names()
         rows = []

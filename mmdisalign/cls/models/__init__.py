@@ -1,9 +1,8 @@
 from .cached_feature_classifier import CachedFeatureClassifier
 from .cosine_head import CosineClsHead, DisAlignCosineClsHead
 from .disalign_linear_head import DisAlignLinearClsHead
-from .utils import build_calibration
 
 __all__ = [
     'DisAlignLinearClsHead', 'CosineClsHead', 'DisAlignCosineClsHead',
-    'CachedFeatureClassifier', 'build_calibration'
+    'CachedFeatureClassifier'
 ]

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mmpretrain.models.heads import LinearClsHead
 from mmpretrain.registry import MODELS
 
-from .utils import build_calibration
+from mmdisalign.models.calibration_builder import build_calibration
 
 __all__ = ['CosineClsHead', 'DisAlignCosineClsHead']
 
@@ -89,8 +89,9 @@ class DisAlignCosineClsHead(CosineClsHead):
                      type='DisAlignCalibration', init_mode='reference_cls'),
                  **kwargs) -> None:
         super().__init__(num_classes, in_channels, **kwargs)
-        self.calibration = build_calibration(calibration, num_classes,
-                                             in_channels)
+        self.calibration = build_calibration(
+            calibration, MODELS, 'classification head',
+            dict(num_classes=num_classes, in_channels=in_channels))
 
     def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         """Calibrated class scores ``(N, num_classes)``."""

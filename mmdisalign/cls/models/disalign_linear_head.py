@@ -5,7 +5,7 @@ import torch
 from mmpretrain.models.heads import LinearClsHead
 from mmpretrain.registry import MODELS
 
-from .utils import build_calibration
+from mmdisalign.models.calibration_builder import build_calibration
 
 __all__ = ['DisAlignLinearClsHead']
 
@@ -14,11 +14,8 @@ __all__ = ['DisAlignLinearClsHead']
 class DisAlignLinearClsHead(LinearClsHead):
     """A :class:`LinearClsHead` whose logits go through a calibration.
 
-    ``fc`` keeps its upstream name, so a stage-1 checkpoint loads without
-    renaming; the new parameters live under ``calibration.``. Forward:
-    ``calibration(fc(x), x, classifier_weight=fc.weight)``. Any calibration
-    of mmdisalign works (DisAlign, ``LWSCalibration``,
-    ``TauNormCalibration``, ``LogitAdjustCalibration``).
+    Forward: ``calibration(fc(x), x, classifier_weight=fc.weight)``; ``fc``
+    keeps its upstream name, so a stage-1 checkpoint loads without renaming.
 
     Args:
         num_classes (int): Number of classes.
@@ -41,8 +38,9 @@ class DisAlignLinearClsHead(LinearClsHead):
                      type='Normal', layer='Linear', std=0.01),
                  **kwargs) -> None:
         super().__init__(num_classes, in_channels, init_cfg=init_cfg, **kwargs)
-        self.calibration = build_calibration(calibration, num_classes,
-                                             in_channels)
+        self.calibration = build_calibration(
+            calibration, MODELS, 'classification head',
+            dict(num_classes=num_classes, in_channels=in_channels))
 
     def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         """Calibrated class scores ``(N, num_classes)``."""

@@ -9,40 +9,23 @@ __all__ = ['DataSizeCheckHook']
 class DataSizeCheckHook(Hook):
     """Raise if a data set is empty or smaller than the number of processes.
 
-    mmengine's ``DefaultSampler`` pads the index list with repeated samples
-    until every process has as many as the others, so a data set smaller
-    than the number of processes would silently train (or evaluate) on
-    copies. The check runs on every rank (all ranks see the same lengths, so
-    all stop together) before the first batch of training, validation and
-    testing. ``tools/train.py`` and ``tools/test.py`` register it.
+    mmengine's ``DefaultSampler`` pads every process's share with repeated
+    samples, so a smaller data set would silently train (or evaluate) on
+    copies. Runs on every rank before training, validation and testing;
+    ``tools/train.py`` and ``tools/test.py`` register it.
     """
 
     priority = 'VERY_HIGH'
 
     def before_train(self, runner) -> None:
-        """Check the training and (if any) validation data sets.
-
-        Args:
-            runner (Runner): The runner.
-        """
         self._check(runner.train_dataloader, 'train_dataloader', runner)
         if runner.val_loop is not None:  # built by Runner.train()
             self._check(runner.val_dataloader, 'val_dataloader', runner)
 
     def before_val(self, runner) -> None:
-        """Check the validation data set.
-
-        Args:
-            runner (Runner): The runner.
-        """
         self._check(runner.val_dataloader, 'val_dataloader', runner)
 
     def before_test(self, runner) -> None:
-        """Check the test data set.
-
-        Args:
-            runner (Runner): The runner.
-        """
         self._check(runner.test_dataloader, 'test_dataloader', runner)
 
     @staticmethod

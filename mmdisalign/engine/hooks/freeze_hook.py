@@ -1,7 +1,7 @@
 """Stage 2 of DisAlign: freeze what stage 1 learned, train the calibration."""
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Pattern, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Pattern, Sequence
 
 import torch.nn as nn
 from mmengine.hooks import Hook
@@ -11,9 +11,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.parallel import DistributedDataParallel
 
-from mmdisalign.models.calibration import is_calibration as _is_calibration
+from mmdisalign.models.calibration import is_calibration
+from mmdisalign.utils.misc import listed
 from ..ddp_rewrap import rewrap_ddp
-from ..stage1_check import (check_stage1_weights, checkpoint_shapes, model_key)
+from ..stage1_check import check_stage1_weights, checkpoint_shapes, model_key
 
 __all__ = ['DisAlignFreezeHook', 'FreezePlan', 'plan_freeze']
 
@@ -24,8 +25,6 @@ NORM_TYPES = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 #: Frozen keys a stage-1 checkpoint may lack: ``num_batches_tracked`` only
 #: matters to a BN in train mode with ``momentum=None``.
 _ALWAYS_ALLOWED_MISSING = (re.compile(r'(.*\.)?num_batches_tracked$'), )
-
-_MAX_NAMES_LOGGED = 20
 
 #: Key of ``checkpoint['meta']`` marking a checkpoint of a stage-2 run.
 STAGE2_META_KEY = 'mmdisalign_stage2'
@@ -43,6 +42,12 @@ def _patterns(patterns: Any) -> List[Pattern]:
     if isinstance(patterns, str):
         patterns = [patterns]
     return [re.compile(p) for p in patterns]
+
+
+def _unmatched(patterns: Sequence[Pattern], names: Iterable[str]) -> List[str]:
+    """The patterns (``re.match``) that match none of ``names``."""
+    names = list(names)
+    return [p.pattern for p in patterns if not any(map(p.match, names))]
 
 
 def _within(name: str, prefixes: Sequence[str]) -> bool:
@@ -75,11 +80,7 @@ class FreezePlan:
         return sum(self.numel[n] for n in self.frozen)
 
 
-def plan_freeze(
-    model: nn.Module,
-    trainable: Sequence[Pattern] = (),
-    is_calibration: Optional[Callable[[nn.Module],
-                                      bool]] = None) -> FreezePlan:
+def plan_freeze(model: nn.Module, trainable: Sequence = ()) -> FreezePlan:
     """Decide what stage 2 trains, without changing the model.
 
     A parameter stays trainable if it requires grad and belongs to a
@@ -91,25 +92,19 @@ def plan_freeze(
         model (nn.Module): The bare (unwrapped) model.
         trainable (Sequence[re.Pattern]): Further parameters to train.
             Defaults to ().
-        is_calibration (Callable, optional): Test for calibration
-            modules. Defaults to :func:`mmdisalign.models.is_calibration`.
 
     Returns:
         FreezePlan: The decision.
     """
-    is_calibration = is_calibration or _is_calibration
     plan = FreezePlan()
     plan.calibrations = [
         name for name, module in model.named_modules()
         if is_calibration(module)
     ]
-    hits = [0] * len(trainable)
     for name, param in model.named_parameters():
         plan.numel[name] = param.numel()
-        matched = [i for i, p in enumerate(trainable) if p.match(name)]
-        for i in matched:
-            hits[i] += 1
-        kept = bool(matched) or _within(name, plan.calibrations)
+        kept = _within(name, plan.calibrations)
+        kept = kept or any(p.match(name) for p in trainable)
         if kept and param.requires_grad:
             plan.trainable.append(name)
             continue
@@ -117,7 +112,7 @@ def plan_freeze(
         if not kept:
             plan.required[name] = tuple(param.shape)
 
-    unmatched = [p.pattern for p, n in zip(trainable, hits) if n == 0]
+    unmatched = _unmatched(trainable, plan.numel)
     if unmatched:
         raise ValueError(
             f'DisAlignFreezeHook: the `trainable` pattern(s) {unmatched} '
@@ -162,15 +157,10 @@ def plan_freeze(
 class DisAlignFreezeHook(Hook):
     """Stage 2 of DisAlign: train the calibration, freeze all the rest.
 
-    In ``before_train`` (after ``load_from`` / ``resume``) the hook sets
-    ``requires_grad=False`` on every parameter outside the calibration
-    modules and the ``trainable`` patterns, checks that the stage-1
-    checkpoint supplied every frozen tensor with its shape, puts the frozen
-    norm layers in eval mode (again before every iteration: the loops call
-    ``model.train()``), rebuilds the DDP wrapper so that it registers only
-    the trainable parameters, and logs the counts. The optimizer keeps the
-    frozen parameters; they never get a gradient, so SGD and AdamW skip
-    them. See docs/stage2.md.
+    In ``before_train`` (after ``load_from`` / ``resume``): freeze, check
+    that the stage-1 checkpoint supplied every frozen tensor, put the frozen
+    norm layers in eval mode (again before every iteration) and rebuild the
+    DDP wrapper. See docs/stage2.md.
 
     Args:
         trainable (Sequence[str]): Regular expressions (``re.match``, full
@@ -212,11 +202,8 @@ class DisAlignFreezeHook(Hook):
         self._loaded_meta: Dict[str, Any] = {}
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Record the checkpoint's keys and shapes; apply ``reinit``.
-
-        ``Runner.load_checkpoint`` (``load_from`` and ``resume``) calls it
-        before copying the weights.
-        """
+        """Record the checkpoint's shapes (before the weights are copied);
+        apply ``reinit``."""
         meta = checkpoint.get('meta')
         self._loaded_meta = meta if isinstance(meta, dict) else {}
         self.reinitialized = []
@@ -241,16 +228,11 @@ class DisAlignFreezeHook(Hook):
             return
         state = checkpoint.get('state_dict', checkpoint)
         keys = list(state)
-        hits = [0] * len(self.reinit)
+        unmatched = _unmatched(self.reinit, map(model_key, keys))
         for key in keys:
-            bare = model_key(key)
-            matched = [i for i, p in enumerate(self.reinit) if p.match(bare)]
-            for i in matched:
-                hits[i] += 1
-            if matched:
+            if any(p.match(model_key(key)) for p in self.reinit):
                 del state[key]
-                self.reinitialized.append(bare)
-        unmatched = [p.pattern for p, n in zip(self.reinit, hits) if n == 0]
+                self.reinitialized.append(model_key(key))
         if unmatched:
             raise ValueError(
                 f'DisAlignFreezeHook: the `reinit` pattern(s) {unmatched} '
@@ -362,9 +344,8 @@ class DisAlignFreezeHook(Hook):
             f'({plan.num_frozen_elements} elements); '
             f'{len(plan.frozen_norms)} norm layers of the frozen part '
             f'{norm_state}; calibration modules: {plan.calibrations}.')
-        if len(plan.trainable) <= _MAX_NAMES_LOGGED:
-            runner.logger.info('DisAlignFreezeHook: trainable tensors: ' +
-                               ', '.join(plan.trainable))
+        runner.logger.info('DisAlignFreezeHook: trainable tensors: ' +
+                           listed(plan.trainable, 20))
 
     @staticmethod
     def _check_optimizer(runner, plan: FreezePlan,
@@ -387,5 +368,4 @@ class DisAlignFreezeHook(Hook):
         if orphans:
             runner.logger.warning(
                 'DisAlignFreezeHook: these trainable parameters are not in '
-                f'the optimizer and will not be updated: {orphans[:10]}'
-                f'{" ..." if len(orphans) > 10 else ""}')
+                f'the optimizer and will not be updated: {listed(orphans)}')

@@ -1,19 +1,10 @@
-"""Stage-2 fast path: skip the work that cannot change a stage-2 update.
-
-After :class:`DisAlignFreezeHook`, each rule overrides a public method of
-the model instance where its condition holds (judged from
-``requires_grad``): ``extract_feat`` under ``torch.no_grad()`` with a
-frozen backbone and neck; no ``loss`` from a frozen mmseg auxiliary head;
-no ``mask_loss`` from a frozen mmdet mask branch; opt-in
-(``skip_rpn_loss``), proposals without losses from a frozen mmdet RPN, which
-changes the random stream of the RoI sampler (equivalent in distribution,
-not bitwise). Otherwise the calibration gets the same gradient; skipped
-terms leave the logged loss dict. See docs/performance.md.
-"""
+"""Stage-2 fast path: skip the work that cannot change a stage-2 update
+(frozen backbone, auxiliary heads, mask branch, RPN loss). See
+docs/performance.md."""
 import functools
 import types
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -43,17 +34,22 @@ class Stage2FastPath:
         return ' | '.join(parts)
 
 
-def _trainable(root: nn.Module, *names: str) -> List[str]:
-    """Trainable parameters under the submodules ``names`` of ``root``."""
-    found = []
+def _frozen(report: Stage2FastPath, what: str, root: nn.Module,
+            names: Sequence[str]) -> bool:
+    """Whether the submodules ``names`` of ``root`` are all frozen; if not,
+    add ``what`` (with ``{}``: the number of trainable tensors) to
+    ``report.skipped``."""
+    live = []
     for name in names:
         module = getattr(root, name, None)
         if isinstance(module, nn.Module):
-            found += [
+            live += [
                 f'{name}.{n}' for n, p in module.named_parameters()
                 if p.requires_grad
             ]
-    return found
+    if live:
+        report.skipped.append(f'{what.format(len(live))} (e.g. {live[0]})')
+    return not live
 
 
 def _patch(obj: nn.Module, name: str, func: Callable) -> None:
@@ -74,11 +70,8 @@ def _no_grad_extract_feat(model: nn.Module, report: Stage2FastPath) -> None:
     if getattr(model, 'backbone', None) is None:
         report.skipped.append('extract_feat: the model has no backbone')
         return
-    live = _trainable(model, 'backbone', 'neck')
-    if live:
-        report.skipped.append(
-            f'extract_feat: {len(live)} trainable backbone/neck tensors '
-            f'(e.g. {live[0]})')
+    what = 'extract_feat: {} trainable backbone/neck tensors'
+    if not _frozen(report, what, model, ('backbone', 'neck')):
         return
     original = type(model).extract_feat
 
@@ -95,11 +88,8 @@ def _no_grad_extract_feat(model: nn.Module, report: Stage2FastPath) -> None:
 def _skip_frozen_aux_heads(model: nn.Module, report: Stage2FastPath) -> None:
     if not getattr(model, 'with_auxiliary_head', False):
         return
-    live = _trainable(model, 'auxiliary_head')
-    if live:
-        report.skipped.append(
-            f'auxiliary head: {len(live)} trainable tensors (e.g. '
-            f'{live[0]})')
+    what = 'auxiliary head: {} trainable tensors'
+    if not _frozen(report, what, model, ['auxiliary_head']):
         return
     heads = model.auxiliary_head
     for head in heads if isinstance(heads, nn.ModuleList) else [heads]:
@@ -121,12 +111,11 @@ def _skip_frozen_mask_branch(model: nn.Module, report: Stage2FastPath) -> None:
             f'mask branch: {type(roi_head).__name__} is not one of '
             f'{[c.__name__ for c in known]}')
         return
-    live = _trainable(roi_head, 'mask_roi_extractor', 'mask_head')
+    names = ['mask_roi_extractor', 'mask_head']
     if getattr(roi_head, 'share_roi_extractor', False):
-        live += _trainable(roi_head, 'bbox_roi_extractor')
-    if live:
-        report.skipped.append(
-            f'mask branch: {len(live)} trainable tensors (e.g. {live[0]})')
+        names.append('bbox_roi_extractor')
+    if not _frozen(report, 'mask branch: {} trainable tensors', roi_head,
+                   names):
         return
 
     def mask_loss(self, *args, **kwargs):
@@ -141,10 +130,8 @@ def _skip_frozen_rpn_loss(model: nn.Module, report: Stage2FastPath) -> None:
     rpn_head = getattr(model, 'rpn_head', None)
     if rpn_head is None or not hasattr(rpn_head, 'loss_and_predict'):
         return
-    live = _trainable(model, 'rpn_head')
-    if live:
-        report.skipped.append(
-            f'RPN loss: {len(live)} trainable tensors (e.g. {live[0]})')
+    if not _frozen(report, 'RPN loss: {} trainable tensors', model,
+                   ['rpn_head']):
         return
 
     def loss_and_predict(self, x, batch_data_samples, proposal_cfg=None):

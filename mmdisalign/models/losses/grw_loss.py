@@ -1,9 +1,5 @@
-"""Generalized re-weight (GRW) cross-entropy loss of DisAlign (CVPR 2021).
-
-One loss for the three task libraries: it accepts the calls of mmpretrain's
-``ClsHead``, mmseg's ``BaseDecodeHead.loss_by_feat`` (and its OHEM pixel
-sampler) and mmdet's ``BBoxHead.loss`` (and its OHEM samplers).
-"""
+"""Generalized re-weight (GRW) cross-entropy loss of DisAlign (CVPR 2021),
+one loss for the heads of mmpretrain, mmseg and mmdet."""
 import math
 import os
 from typing import Optional, Union
@@ -42,23 +38,14 @@ def _safe_divide(numerator: Tensor, denominator: Union[Tensor, float,
 class GRWCrossEntropyLoss(nn.Module):
     """Cross-entropy with generalized re-weighting (GRW) of the classes.
 
-    Class ``c`` gets the fixed weight
-    :math:`w_c = K (1/r_c)^{\\rho} / \\sum_k (1/r_k)^{\\rho}` from its
-    training frequency :math:`r_c` (:func:`mmdisalign.utils.grw_weights`).
-    With element weights :math:`s_i` (mmdet label weights, mmseg
-    seg_weight), ``'mean'`` divides :math:`\\sum_i s_i w_{y_i} CE_i` by, per
-    ``avg_mode``: ``'weighted'`` :math:`\\sum_i s_i w_{y_i}` (classification
-    and detection; ``avg_factor`` is ignored), ``'pixel'`` the number of
-    elements, ignored ones included (segmentation), ``'valid'`` the number
-    of non-ignored ones; a given ``avg_factor`` replaces the last two. Soft
-    targets (mixup) shaped like ``cls_score`` are supported; an input
-    without weighted elements gives 0, never NaN. ``with_background=True``
-    (mmdet RoI heads) adds a last background column. See docs/grw_loss.md.
-
-    Labels out of range are caught by ``F.cross_entropy`` (on the CPU they
-    are re-raised naming the labels; on a GPU it is CUDA's device-side
-    assert): checking them beforehand would synchronise host and device at
-    every iteration.
+    Class ``c`` gets the fixed weight :func:`~mmdisalign.utils.grw_weights`
+    of its training frequency. ``'mean'`` divides the weighted sum by, per
+    ``avg_mode``: ``'weighted'`` the sum of the weights (``avg_factor``
+    ignored), ``'pixel'`` the number of elements, ignored ones included,
+    ``'valid'`` the non-ignored ones; ``avg_factor`` replaces the last two.
+    Soft targets shaped like ``cls_score`` are supported. Labels out of
+    range are caught by ``F.cross_entropy`` (checking them beforehand would
+    synchronise host and device). See docs/grw_loss.md.
 
     Args:
         class_freq (list | np.ndarray | str | PathLike | dict): Training
@@ -124,10 +111,8 @@ class GRWCrossEntropyLoss(nn.Module):
         source = class_freq
         if isinstance(source, dict):
             source = source.get('file')
-        if isinstance(source, (str, os.PathLike)):
-            self.source = os.fspath(source)  # named in messages
-        else:
-            self.source = None
+        is_path = isinstance(source, (str, os.PathLike))
+        self.source = os.fspath(source) if is_path else None  # in messages
         self.num_classes = len(freqs)
         self.rho = float(rho)
         self.reduction = reduction

@@ -1,11 +1,10 @@
 """mIoU / mAcc overall and per head / body / tail group of classes."""
 import math
 import os
-from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
-from mmengine.logging import MMLogger, print_log
+from mmengine.logging import MMLogger
 from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
 
@@ -13,22 +12,13 @@ from mmdisalign.utils.class_freq import load_class_freq, load_class_freq_meta
 
 __all__ = ['HeadBodyTailIoUMetric', 'class_pixel_ratios', 'group_classes']
 
-#: Count types whose values are already ratios of all pixels.
-RATIO_COUNT_TYPES = ('pixel_ratio', )
-
 
 def class_pixel_ratios(class_freq: Union[str, os.PathLike],
                        key: str = 'counts') -> np.ndarray:
-    """Per-class training pixel ratios from a class-frequency file.
-
-    - ``count_type`` ``'pixel_ratio'``: the values are ratios already
-      (e.g. the ``Ratio`` column of ADE20K's ``objectInfo150.txt``) and are
-      returned unchanged.
-    - a file with a ``total_pixels`` entry (written by
-      ``tools/analysis_tools/seg_pixel_freq.py``): ``count / total_pixels``,
-      i.e. the share of ALL annotated pixels, ignored ones (ADE20K's
-      "other") included, like objectInfo150.
-    - otherwise ``count / sum(counts)``.
+    """Per-class training pixel ratios from a class-frequency file: the
+    values of a ``'pixel_ratio'`` file, else ``count / total_pixels`` (all
+    pixels, ignored ones included, like ADE20K's objectInfo150) when the
+    file has ``total_pixels``, else ``count / sum(counts)``.
 
     Args:
         class_freq (str | PathLike): The frequency JSON file.
@@ -39,7 +29,7 @@ def class_pixel_ratios(class_freq: Union[str, os.PathLike],
     """
     meta = load_class_freq_meta(class_freq)
     counts = load_class_freq(class_freq, key=key, allow_zero=True)
-    if meta.get('count_type') in RATIO_COUNT_TYPES:
+    if meta.get('count_type') == 'pixel_ratio':
         return counts
     total = meta.get('total_pixels')
     if total is not None:
@@ -79,33 +69,15 @@ def group_classes(
     ]
 
 
-def _check_thresholds(thresholds: Sequence[float]) -> tuple:
-    values = tuple(float(t) for t in thresholds)
-    if not values or values[-1] <= 0 or any(
-            a <= b for a, b in zip(values[:-1], values[1:])):
-        raise ValueError('thresholds must be positive and strictly '
-                         f'decreasing (head first), got {tuple(thresholds)}')
-    return values
-
-
 @METRICS.register_module()
 class HeadBodyTailIoUMetric(IoUMetric):
     """:class:`IoUMetric` plus mIoU and mAcc per frequency group of classes.
 
-    Classes are grouped by their TRAINING pixel ratio read from a
-    class-frequency file (see :func:`class_pixel_ratios`): with the default
-    thresholds ``(0.01, 0.001)`` and names ``('head', 'body', 'tail')``,
-    head > 1 %, 0.1 % < body <= 1 %, tail <= 0.1 % (ADE20K: 20 / 55 / 75
-    classes). The per-class IoU / Acc are those of :class:`IoUMetric`
-    (:meth:`IoUMetric.total_area_to_metrics` on the accumulated areas); a
-    group's value is their ``nanmean`` in percent, rounded to 2 digits like
-    the overall ones. Classes absent from both the predictions and the
-    ground truth (NaN IoU) are skipped, as in the overall mean.
-
-    Returned keys: everything :class:`IoUMetric` returns (``aAcc``,
-    ``mIoU``, ``mAcc``, ...) plus ``{group}_mIoU`` and ``{group}_mAcc`` for
-    each group (NaN for a group without classes). The group sizes are
-    logged; :meth:`class_groups` returns the members.
+    Classes are grouped by their training pixel ratio
+    (:func:`class_pixel_ratios`, :func:`group_classes`); ``{group}_mIoU``
+    and ``{group}_mAcc`` are the ``nanmean`` of :class:`IoUMetric`'s
+    per-class values over each group, in percent (NaN for an empty group).
+    See docs/seg.md.
 
     Args:
         class_freq (str | PathLike): Frequency JSON of the training set,
@@ -133,12 +105,15 @@ class HeadBodyTailIoUMetric(IoUMetric):
                  check_class_names: bool = True,
                  **kwargs) -> None:
         super().__init__(**kwargs)
-        metrics = [self.metrics] if isinstance(self.metrics,
-                                               str) else self.metrics
-        if 'mIoU' not in metrics:
+        if 'mIoU' not in self.metrics:  # a str or a list
             raise ValueError("HeadBodyTailIoUMetric needs 'mIoU' in "
                              f'iou_metrics, got {self.metrics!r}')
-        self.thresholds = _check_thresholds(thresholds)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        if not self.thresholds or self.thresholds[-1] <= 0 or any(
+                a <= b for a, b in zip(self.thresholds, self.thresholds[1:])):
+            raise ValueError('thresholds must be positive and strictly '
+                             'decreasing (head first), got '
+                             f'{tuple(thresholds)}')
         group_names = tuple(group_names)
         if len(group_names) != len(self.thresholds) + 1:
             raise ValueError(
@@ -186,14 +161,7 @@ class HeadBodyTailIoUMetric(IoUMetric):
                     'check_class_names=False if only the names differ)')
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
-        """Overall metrics of :class:`IoUMetric` plus the group means.
-
-        Args:
-            results (list): The processed results of each batch.
-
-        Returns:
-            dict[str, float]: The metrics.
-        """
+        """Overall metrics of :class:`IoUMetric` plus the group means."""
         class_names = self.dataset_meta['classes']
         self._check_dataset(class_names)
         metrics = super().compute_metrics(results)
@@ -215,16 +183,15 @@ class HeadBodyTailIoUMetric(IoUMetric):
                 metrics[f'{name}_m{key}'] = values[key]
             lines.append(f'{name}: {index.size} classes, mIoU '
                          f'{values["IoU"]:.2f}, mAcc {values["Acc"]:.2f}')
-        logger: MMLogger = MMLogger.get_current_instance()
         thresholds = ', '.join(f'{t:g}' for t in self.thresholds)
-        print_log(
+        MMLogger.get_current_instance().info(
             f'groups by training pixel ratio (thresholds {thresholds}; '
-            f'{self.class_freq}):\n' + '\n'.join(lines),
-            logger=logger)
+            f'{self.class_freq}):\n' + '\n'.join(lines))
         return metrics
 
-    def class_groups(self) -> 'OrderedDict[str, List[int]]':
+    def class_groups(self) -> Dict[str, List[int]]:
         """The class indices of each group, by group name."""
-        return OrderedDict(
-            (name, index.tolist())
-            for name, index in zip(self.group_names, self.groups))
+        return {
+            name: index.tolist()
+            for name, index in zip(self.group_names, self.groups)
+        }

@@ -1,20 +1,6 @@
-"""DisAlign decode heads for mmsegmentation.
-
-The calibration is applied per pixel where every mmseg decode head turns
-its last feature map into class scores: :meth:`BaseDecodeHead.cls_seg`
-(``dropout`` then the 1x1 ``conv_seg``). :class:`DisAlignDecodeHeadMixin`
-overrides only that method, so a DisAlign variant of any decode head that
-calls ``self.cls_seg(feat)`` is the mixin plus the upstream class::
-
-    @MODELS.register_module()
-    class DisAlignPSPHead(DisAlignDecodeHeadMixin, PSPHead):
-        pass
-
-The upstream parameters keep their names (``conv_seg``, ``convs``,
-``aspp_modules``, ...), so a stage-1 checkpoint of the upstream head loads
-without renaming; the new parameters live under ``calibration.``.
-"""
-import copy
+"""DisAlign decode heads for mmsegmentation: a mixin overriding
+``BaseDecodeHead.cls_seg``, so any decode head that calls it gets a DisAlign
+variant (see docs/seg.md)."""
 from typing import Optional, Union
 
 import torch.nn as nn
@@ -22,10 +8,8 @@ from mmseg.models.decode_heads import DepthwiseSeparableASPPHead, FCNHead
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from mmdisalign.models.calibration import (BaseCalibration,
-                                           DisAlignCalibration)
-from mmdisalign.models.calibration_builder import (calibration_class,
-                                                   fill_calibration_cfg)
+from mmdisalign.models.calibration import BaseCalibration
+from mmdisalign.models.calibration_builder import build_calibration
 from mmdisalign.models.losses import GRWCrossEntropyLoss
 
 __all__ = [
@@ -43,14 +27,13 @@ CONFIDENCE_MODES = ('linear', 'reference')
 class DisAlignDecodeHeadMixin:
     """Adds a per-pixel DisAlign calibration to an mmseg decode head.
 
-    Put it FIRST among the bases. The head computes ``z = conv_seg(
-    dropout(f))`` as upstream and returns ``calibration(z, f)``, ``f`` being
-    the feature map the upstream head passes to ``cls_seg`` (before the
-    dropout, as in the reference code). ``num_classes`` (``out_channels``)
-    is filled into the calibration config, and where the calibration takes
-    them ``in_channels`` (``channels``), ``dense=True`` and, with
-    ``confidence='reference'``, the head's ``norm_cfg`` / ``act_cfg`` as
-    ``confidence_norm_cfg`` / ``confidence_act_cfg`` (explicit keys win).
+    Put it FIRST among the bases. ``cls_seg(f)`` returns
+    ``calibration(conv_seg(dropout(f)), f)``. The calibration config gets,
+    where it takes them, ``num_classes`` (``out_channels``), ``in_channels``
+    (``channels``), ``dense=True`` and, with ``confidence='reference'``,
+    the head's ``norm_cfg`` / ``act_cfg`` as ``confidence_norm_cfg`` /
+    ``confidence_act_cfg`` (explicit keys win). Upstream parameter names
+    are kept: a stage-1 checkpoint loads without renaming.
 
     Args:
         calibration (dict | BaseCalibration, optional): Calibration config
@@ -75,33 +58,26 @@ class DisAlignDecodeHeadMixin:
 
     def _build_calibration(self, cfg: Optional[Union[dict, nn.Module]],
                            confidence: str) -> BaseCalibration:
-        if isinstance(cfg, nn.Module):
-            module = cfg
-        else:
-            if cfg is None:
-                cfg = dict(type='DisAlignCalibration')
-            calib_cls = calibration_class(cfg, MODELS)
-            cfg = copy.deepcopy(dict(cfg))
-            if issubclass(calib_cls, DisAlignCalibration) and (confidence
-                                                               == 'reference'):
-                cfg.setdefault('confidence_norm_cfg',
-                               copy.deepcopy(self.norm_cfg))
-                cfg.setdefault('confidence_act_cfg',
-                               copy.deepcopy(self.act_cfg))
-            fill_calibration_cfg(
-                cfg,
-                calib_cls,
-                dict(
-                    num_classes=self.out_channels,
-                    in_channels=self.channels,
-                    dense=True),
-                head='decode head',
-                fields=dict(
-                    num_classes='out_channels',
-                    in_channels='channels',
-                    dense='dense per-pixel output'))
-            cfg['type'] = calib_cls
-            module = MODELS.build(cfg)
+        if cfg is None:
+            cfg = dict(type='DisAlignCalibration')
+        defaults = None
+        if confidence == 'reference':
+            defaults = dict(
+                confidence_norm_cfg=self.norm_cfg,
+                confidence_act_cfg=self.act_cfg)
+        module = build_calibration(
+            cfg,
+            MODELS,
+            'decode head',
+            dict(
+                num_classes=self.out_channels,
+                in_channels=self.channels,
+                dense=True),
+            fields=dict(
+                num_classes='out_channels',
+                in_channels='channels',
+                dense='dense per-pixel output'),
+            defaults=defaults)
         if module.num_logits != self.out_channels:
             raise ValueError(
                 f'the calibration takes {module.num_logits} logit columns '
