@@ -17,7 +17,6 @@ puts both folders into the sdist, so a wheel built from the sdist
 """
 import os
 import shutil
-
 from setuptools import setup
 from setuptools.command.build_py import build_py
 

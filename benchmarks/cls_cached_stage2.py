@@ -37,10 +37,10 @@ from typing import Optional
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.append(osp.join(ROOT, 'tools'))  # tools/disalign_demo
-from disalign_demo.experiments import (  # noqa: E402
-    CACHED_STAGE2_CONFIG, CONFIG_DIR, evaluate_stage, stage_config,
-    train_stage2_cached)
-from disalign_demo.experiments import METRIC_KEYS as METRICS  # noqa: E402
+from disalign_demo.experiments import CACHED_STAGE2_CONFIG, CONFIG_DIR
+from disalign_demo.experiments import METRIC_KEYS as METRICS
+from disalign_demo.experiments import (evaluate_stage, stage_config,
+                                       train_stage2_cached)
 
 DEFAULT_CONFIG = osp.join(
     CONFIG_DIR, 'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_disalign.py')
@@ -128,8 +128,8 @@ def stage2_config(args, seed: int, work_dir: str, config=None):
 
 
 def evaluate(cfg, checkpoint: str) -> dict:
-    metrics = evaluate_stage(osp.basename(cfg.work_dir), cfg, checkpoint,
-                             'bench')
+    metrics = evaluate_stage(
+        osp.basename(cfg.work_dir), cfg, checkpoint, 'bench')
     return {k: float(metrics[f'lt/{k}']) for k in METRICS}
 
 
@@ -208,10 +208,10 @@ def main(argv=None) -> dict:
         # same seed = same sampler order in every path: the paths differ
         # only in what they feed the calibration
         run = dict(seed=seed, full=full_path(args, seed))
-        print(f'seed {seed}: full {run["full"]["seconds"]:.1f} s; ' +
-              ', '.join(f'{k} {run["full"]["metrics"][k]:.2f}'
-                        for k in METRICS),
-              flush=True)
+        print(
+            f'seed {seed}: full {run["full"]["seconds"]:.1f} s; ' +
+            ', '.join(f'{k} {run["full"]["metrics"][k]:.2f}' for k in METRICS),
+            flush=True)
         for variant, name in zip(args.variants, names):
             cached = cached_path(args, seed, variant)
             run[name] = cached

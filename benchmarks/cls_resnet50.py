@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _bench_utils as bu  # noqa: E402
+import _bench_utils as bu
 
 
 def add_args(parser) -> None:

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _bench_utils as bu  # noqa: E402
+import _bench_utils as bu
 
 CONFIG_DIR = os.path.join(bu._ROOT, 'configs', 'det', 'mask_rcnn')
 CONFIGS = dict(

@@ -44,7 +44,7 @@ import torch
 
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, HERE)
-import _bench_utils as bu  # noqa: E402
+import _bench_utils as bu
 
 #: task -> (benchmark module, small sizes: the code path is what matters).
 TASKS = {

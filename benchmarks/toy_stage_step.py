@@ -57,11 +57,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # _bench_utils also puts the repository root on sys.path
-from _bench_utils import (maxrss_kib, reset_peak_rss, rss_kib,  # noqa: E402
-                          summarize, sync)
+from _bench_utils import maxrss_kib, reset_peak_rss, rss_kib, summarize, sync
 
-from mmdisalign.engine.hooks.freeze_hook import plan_freeze  # noqa: E402
-from mmdisalign.models.calibration import DisAlignCalibration  # noqa: E402
+from mmdisalign.engine.hooks.freeze_hook import plan_freeze
+from mmdisalign.models.calibration import DisAlignCalibration
 
 
 class ToyCNN(nn.Module):

@@ -25,12 +25,13 @@ ALIASES = {
     'seg/deeplabv3plus_r101_ade20k_disalign.py':
     'seg/deeplabv3plus_r101-d8_8xb4-4k_ade20k-512x512_disalign.py',
 }
-NAME = re.compile(r'(?P<model>[a-z0-9.-]+(?:_[a-z0-9.-]+)*?)'
-                  r'_(?P<gpus>\d+)xb(?P<batch>\d+)'
-                  r'(?:-(?P<schedule>[a-z0-9.-]+))?'
-                  r'_(?P<dataset>[a-z0-9.-]+)'
-                  r'(?:_(?P<method>disalign(?:-cached)?|crt|lws|tau-norm|logit-adjust))?'
-                  r'\.py')
+NAME = re.compile(
+    r'(?P<model>[a-z0-9.-]+(?:_[a-z0-9.-]+)*?)'
+    r'_(?P<gpus>\d+)xb(?P<batch>\d+)'
+    r'(?:-(?P<schedule>[a-z0-9.-]+))?'
+    r'_(?P<dataset>[a-z0-9.-]+)'
+    r'(?:_(?P<method>disalign(?:-cached)?|crt|lws|tau-norm|logit-adjust))?'
+    r'\.py')
 DATASETS = {
     'cls': ('fashion-mnist-lt', 'imagenet-lt', 'inat2018', 'places-lt'),
     'seg': ('ade20k-512x512', 'fmnist-scenes-64x64'),

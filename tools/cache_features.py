@@ -116,7 +116,10 @@ def _neck_feature(feats) -> torch.Tensor:
     return feats[0]
 
 
-def extract_pass(model, dataloader, writer, pass_idx: int,
+def extract_pass(model,
+                 dataloader,
+                 writer,
+                 pass_idx: int,
                  log_every: int = 0) -> float:
     """Run the frozen model over the training set (in order) into a cache.
 

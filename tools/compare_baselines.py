@@ -35,10 +35,11 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.append(osp.join(REPO, 'tools'))  # tools/disalign_demo
-from disalign_demo.experiments import (  # noqa: E402
-    CACHED_STAGE2_CONFIG, CONFIG_DIR, METRIC_KEYS, STAGE1_CONFIG, build_data,
-    evaluate_stage, format_mean_table, log, mean_std, run_stage,
-    run_stage2_cached, stage_config, summarize_runs)
+from disalign_demo.experiments import (CACHED_STAGE2_CONFIG, CONFIG_DIR,
+                                       METRIC_KEYS, STAGE1_CONFIG, build_data,
+                                       evaluate_stage, format_mean_table, log,
+                                       mean_std, run_stage, run_stage2_cached,
+                                       stage_config, summarize_runs)
 
 WHO = 'baselines'
 _S2 = 'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_{}.py'
@@ -46,16 +47,18 @@ _POSTHOC = 'resnet18-s3w16_1xb128_fashion-mnist-lt_{}.py'
 #: method -> (config, how it is obtained, table name)
 METHODS = {
     'stage1': (STAGE1_CONFIG, 'stage1', 'stage 1 (joint, 30 ep)'),
-    'tau-norm': (osp.join(CONFIG_DIR, _POSTHOC.format('tau-norm')), 'test',
-                 'tau-norm (tau 1)'),
+    'tau-norm':
+    (osp.join(CONFIG_DIR,
+              _POSTHOC.format('tau-norm')), 'test', 'tau-norm (tau 1)'),
     'logit-adjust': (osp.join(CONFIG_DIR, _POSTHOC.format('logit-adjust')),
                      'test', 'logit adjustment (tau 1)'),
     'crt': (osp.join(CONFIG_DIR, _S2.format('crt')), 'train', 'cRT'),
     'lws': (osp.join(CONFIG_DIR, _S2.format('lws')), 'train', 'LWS'),
-    'disalign': (osp.join(CONFIG_DIR, _S2.format('disalign')), 'train',
-                 'DisAlign'),
-    'disalign-cached': (osp.join(CONFIG_DIR, _S2.format('disalign')),
-                        'cached', 'DisAlign, cached features'),
+    'disalign': (osp.join(CONFIG_DIR,
+                          _S2.format('disalign')), 'train', 'DisAlign'),
+    'disalign-cached':
+    (osp.join(CONFIG_DIR,
+              _S2.format('disalign')), 'cached', 'DisAlign, cached features'),
 }
 
 
@@ -105,8 +108,10 @@ def _save(result_file: str, method: str, seed: int, config: str, ckpt: str,
         seed=seed,
         config=osp.relpath(config, REPO),
         checkpoint=ckpt,
-        metrics={k: float(v)
-                 for k, v in metrics.items()},
+        metrics={
+            k: float(v)
+            for k, v in metrics.items()
+        },
         seconds=round(time.time() - t0, 1))
     os.makedirs(osp.dirname(result_file), exist_ok=True)
     with open(result_file, 'w') as f:
@@ -114,8 +119,8 @@ def _save(result_file: str, method: str, seed: int, config: str, ckpt: str,
     return result
 
 
-def run_method(method: str, seed: int, seed_dir: str, stage1_ckpt: str,
-               args, data_root: str) -> dict:
+def run_method(method: str, seed: int, seed_dir: str, stage1_ckpt: str, args,
+               data_root: str) -> dict:
     """Metrics of one method on one seed (reused when already done)."""
     config, how, _ = METHODS[method]
     work_dir = osp.join(seed_dir, method)
@@ -183,8 +188,7 @@ def run_seed(seed: int, args, data_root: str) -> dict:
             results[method] = stage1
         else:
             results[method] = run_method(method, seed, seed_dir,
-                                         stage1['checkpoint'], args,
-                                         data_root)
+                                         stage1['checkpoint'], args, data_root)
     return results
 
 
@@ -194,14 +198,16 @@ def main(argv=None) -> dict:
     os.chdir(REPO)
     import torch
     args.work_dir = osp.abspath(args.work_dir)
-    data_root = osp.abspath(args.data_root or (
-        osp.join(args.work_dir, 'data') if args.quick else osp.
-        join(REPO, 'data', 'fashion_mnist_lt')))
+    data_root = osp.abspath(
+        args.data_root
+        or (osp.join(args.work_dir, 'data') if args.quick else osp.join(
+            REPO, 'data', 'fashion_mnist_lt')))
     os.makedirs(args.work_dir, exist_ok=True)
     # 0 workers + (cores - 1) torch threads: the fastest setting measured
     # on 2 cores (docs/performance.md)
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-    log(f'seeds {args.seeds}, methods {args.methods}; '
+    log(
+        f'seeds {args.seeds}, methods {args.methods}; '
         f'{torch.get_num_threads()} torch thread(s), {args.workers} data '
         'worker(s)', WHO)
     build_data(data_root, args.quick, WHO)
@@ -212,8 +218,7 @@ def main(argv=None) -> dict:
         m: [per_seed[s][m]['metrics'] for s in args.seeds]
         for m in args.methods
     }
-    table = format_mean_table([(METHODS[m][2], runs[m])
-                               for m in args.methods])
+    table = format_mean_table([(METHODS[m][2], runs[m]) for m in args.methods])
     summary = summarize_runs(runs)
     lines = [
         f'Fashion-MNIST-LT, balanced test set, top-1 (%), mean ± std over '
@@ -251,8 +256,7 @@ def main(argv=None) -> dict:
         seconds=round(time.time() - t_start, 1))
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
         json.dump(results, f, indent=1)
-    log(f'done in {results["seconds"]:.0f} s; results in {args.work_dir}',
-        WHO)
+    log(f'done in {results["seconds"]:.0f} s; results in {args.work_dir}', WHO)
     return results
 
 

@@ -27,9 +27,10 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.append(osp.join(REPO, 'tools'))  # tools/disalign_demo
-from disalign_demo.experiments import (  # noqa: E402
-    CACHED_STAGE2_CONFIG, CONFIG_DIR, STAGE1_CONFIG, build_data, format_table,
-    log, run_stage, run_stage2_cached, stage_config)
+from disalign_demo.experiments import (CACHED_STAGE2_CONFIG, CONFIG_DIR,
+                                       STAGE1_CONFIG, build_data, format_table,
+                                       log, run_stage, run_stage2_cached,
+                                       stage_config)
 
 STAGE2_CONFIG = osp.join(
     CONFIG_DIR, 'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_disalign.py')
@@ -134,6 +135,7 @@ def plot_grw_weights(class_freq_file: str, rho: float, out: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     import numpy as np
+
     from mmdisalign.utils.class_freq import grw_weights, load_class_freq_meta
     meta = load_class_freq_meta(class_freq_file)
     counts = np.asarray(meta['counts'], dtype=float)

@@ -14,8 +14,8 @@ num_classes = 10
 crop_size = (64, 64)
 norm_cfg = dict(type='BN', requires_grad=True)
 metainfo = dict(
-    classes=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
-             'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'),
+    classes=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
+             'Shirt', 'Sneaker', 'Bag', 'Ankle boot'),
     palette=[[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
              [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230],
              [210, 245, 60], [250, 190, 212]])
@@ -74,14 +74,16 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=0.0005))
 param_scheduler = [
     dict(
-        type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=3000,
+        type='PolyLR',
+        eta_min=1e-4,
+        power=0.9,
+        begin=0,
+        end=3000,
         by_epoch=False)
 ]
-train_cfg = dict(
-    type='IterBasedTrainLoop', max_iters=3000, val_interval=1000)
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=3000, val_interval=1000)
 default_hooks = dict(
-    logger=dict(interval=100),
-    checkpoint=dict(by_epoch=False, interval=3000))
+    logger=dict(interval=100), checkpoint=dict(by_epoch=False, interval=3000))
 env_cfg = dict(cudnn_benchmark=False)
 randomness = dict(seed=0)
 tta_model = None

@@ -38,8 +38,8 @@ def _fake_batch(cfg, n=4):
             crop = t.get('crop_size', t.get('scale'))
             if t['type'] in ('RandomCrop', 'RandomResizedCrop') and crop:
                 size = crop if isinstance(crop, int) else crop[0]
-        inputs = (torch.rand(n, channels, size, size, generator=g) *
-                  255).to(torch.uint8)
+        inputs = (torch.rand(n, channels, size, size, generator=g) * 255).to(
+            torch.uint8)
     num_classes = cfg.model.head.num_classes
     samples = [DataSample().set_gt_label(i % num_classes) for i in range(n)]
     return dict(inputs=list(inputs), data_samples=samples)

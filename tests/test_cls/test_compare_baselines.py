@@ -58,16 +58,17 @@ def test_compare_baselines_quick(tmp_path, load_tool):
                 assert torch.equal(crt[key], value), key
         # Every metric agrees with the per-class file of its test.
         for method in ('tau-norm', 'crt', 'disalign'):
-            per_class = (work / f'seed{seed}' / method / 'eval' /
-                         'per_class_accuracy.json')
+            per_class = (
+                work / f'seed{seed}' / method / 'eval' /
+                'per_class_accuracy.json')
             rows = json.loads(per_class.read_text())['classes']
-            top1 = 100 * sum(r['num_correct'] for r in rows) / sum(
-                r['num_test'] for r in rows)
+            top1 = 100 * sum(r['num_correct']
+                             for r in rows) / sum(r['num_test'] for r in rows)
             assert runs[method]['metrics']['lt/top1'] == pytest.approx(top1)
     # The two seeds trained different stage-1 models.
     assert not torch.equal(
-        _state_dict(results['per_seed']['0']['stage1']['checkpoint'])
-        ['head.fc.weight'],
+        _state_dict(results['per_seed']['0']['stage1']
+                    ['checkpoint'])['head.fc.weight'],
         _state_dict(results['per_seed']['1']['stage1']['checkpoint'])
         ['head.fc.weight'])
     table = (work / 'results.md').read_text()

@@ -60,8 +60,8 @@ def test_loads_labels_paths_and_classes(tmp_path):
     assert ds.metainfo['classes'] == ('Alpha', 'Beta', 'Zeta')
     assert ds.class_counts.tolist() == [3, 1, 2]
     info = ds.get_data_info(1)
-    assert info['img_path'] == osp.join(str(tmp_path),
-                                        'train_val2018/c2/1.jpg')
+    assert info['img_path'] == osp.join(
+        str(tmp_path), 'train_val2018/c2/1.jpg')
     counts, classes = dataset_class_counts(ds)
     assert counts.tolist() == [3, 1, 2]
     assert classes == ['Alpha', 'Beta', 'Zeta']
@@ -80,9 +80,10 @@ def test_missing_image(tmp_path):
     _write(tmp_path, _ann())
     import os
     os.remove(tmp_path / 'train_val2018/c1/3.jpg')
-    with pytest.raises(FileNotFoundError,
-                       match=r'train2018.json: images\[3\] \(id 103\).*'
-                       r'c1/3.jpg'):
+    with pytest.raises(
+            FileNotFoundError,
+            match=r'train2018.json: images\[3\] \(id 103\).*'
+            r'c1/3.jpg'):
         _build(tmp_path)
     assert len(_build(tmp_path, check_images=False)) == 6
 
@@ -91,9 +92,10 @@ def test_category_out_of_range(tmp_path):
     ann = _ann()
     ann['annotations'][4]['category_id'] = 3
     _write(tmp_path, ann)
-    with pytest.raises(ValueError,
-                       match=r'annotations\[4\] \(image_id 104\) has '
-                       r'category_id 3, out of range \[0, 3\)'):
+    with pytest.raises(
+            ValueError,
+            match=r'annotations\[4\] \(image_id 104\) has '
+            r'category_id 3, out of range \[0, 3\)'):
         _build(tmp_path)
 
 
@@ -101,8 +103,9 @@ def test_image_without_annotation(tmp_path):
     ann = _ann()
     del ann['annotations'][2]
     _write(tmp_path, ann)
-    with pytest.raises(ValueError, match=r'images\[2\] \(id 102.*has no '
-                       'annotation'):
+    with pytest.raises(
+            ValueError, match=r'images\[2\] \(id 102.*has no '
+            'annotation'):
         _build(tmp_path)
 
 
@@ -111,8 +114,9 @@ def test_missing_key_and_bad_category_ids(tmp_path):
     del ann['images'][1]['file_name']
     _write(tmp_path, _ann())
     (tmp_path / 'bad.json').write_text(json.dumps(ann))
-    with pytest.raises(ValueError, match=r'bad.json: images\[1\] has no '
-                       '"file_name"'):
+    with pytest.raises(
+            ValueError, match=r'bad.json: images\[1\] has no '
+            '"file_name"'):
         _build(tmp_path, 'bad.json')
     ann = _ann()
     ann['categories'][0]['id'] = 5
@@ -146,9 +150,8 @@ def test_class_freq_tool_from_config(tmp_path, monkeypatch, load_tool):
     cfg.dump(cfg_path)
     out = str(tmp_path / 'freq.json')
     tool = load_tool('analysis_tools/class_freq_cls')
-    monkeypatch.setattr(sys, 'argv',
-                        ['class_freq_cls.py', '--config', cfg_path, '--out',
-                         out])
+    monkeypatch.setattr(
+        sys, 'argv', ['class_freq_cls.py', '--config', cfg_path, '--out', out])
     tool.main()
     assert load_class_freq(out).tolist() == [3.0, 1.0, 2.0]
     meta = load_class_freq_meta(out)

@@ -46,8 +46,7 @@ class _FakeLTImages(Dataset):
         self.images = (torch.rand(n, channels, size, size, generator=g) *
                        255).to(torch.uint8)
         self.labels = [i % num_classes for i in range(n)]
-        self.metainfo = dict(
-            classes=tuple(str(i) for i in range(num_classes)))
+        self.metainfo = dict(classes=tuple(str(i) for i in range(num_classes)))
 
     def __len__(self):
         return len(self.labels)
@@ -138,8 +137,8 @@ def _load_cfg(path, work_dir):
 
 def _stage1_name(cfg):
     """The stage-1 config this config's ``load_from`` points at."""
-    m = re.match(r'work_dirs/([^/]+)/epoch_\d+\.pth$', cfg.get('load_from')
-                 or '')
+    m = re.match(r'work_dirs/([^/]+)/epoch_\d+\.pth$',
+                 cfg.get('load_from') or '')
     return m.group(1) if m else None
 
 
@@ -168,9 +167,9 @@ def stage1_ckpts(tmp_path_factory):
 
 
 def _changed(before, after):
-    return sorted(k for k, v in after.items()
-                  if v.dtype.is_floating_point and not torch.equal(
-                      v, before[k]))
+    return sorted(
+        k for k, v in after.items()
+        if v.dtype.is_floating_point and not torch.equal(v, before[k]))
 
 
 def _run_eval_only(cfg, path, ckpt, state):
@@ -252,8 +251,8 @@ def test_config_runs_one_iteration(path, tmp_path, stage1_ckpts):
     hooks = [h.type for h in cfg.custom_hooks]
     assert hooks[0] == 'DisAlignFreezeHook'
     trainable = cfg.custom_hooks[0].get('trainable') or []
-    allowed = ('head.fc.', ) if trainable == ['head.fc'] else (
-        'head.calibration.', )
+    allowed = ('head.fc.', ) if trainable == ['head.fc'
+                                              ] else ('head.calibration.', )
     assert changed, 'one stage-2 iteration changed nothing'
     assert all(k.startswith(allowed) for k in changed), changed
     # everything else is the stage-1 checkpoint, BN statistics included

@@ -22,6 +22,7 @@ def _mmdet_scope():
     the default scope around each test)."""
     init_default_scope('mmdet')
 
+
 C = 3  # foreground classes
 SMALL = dict(in_channels=4, roi_feat_size=2, fc_out_channels=8, num_classes=C)
 
@@ -226,8 +227,10 @@ def test_errors(tmp_path):
             r'.*num_classes=3.*another category set'):
         build(loss_cls=grw)
     # As in the shipped configs, with num_classes in the loss config.
-    with pytest.raises(ValueError, match=r'freq4\.json\) have 4 entries but '
-                       r'num_classes=3'):
+    with pytest.raises(
+            ValueError,
+            match=r'freq4\.json\) have 4 entries but '
+            r'num_classes=3'):
         build(loss_cls=dict(grw, num_classes=C))
     freq3 = tmp_path / 'freq3.json'
     save_class_freq(freq3, [3, 2, 1])
@@ -241,8 +244,9 @@ def test_errors(tmp_path):
                 type='DisAlignCalibration', uncalibrated_columns=(0, )))
     with pytest.raises(TypeError, match='config dict'):
         build(calibration='DisAlignCalibration')
-    with pytest.raises(ValueError, match=r'in_channels=7 does not match the '
-                       r'box head'):
+    with pytest.raises(
+            ValueError, match=r'in_channels=7 does not match the '
+            r'box head'):
         build(calibration=dict(type='DisAlignCalibration', in_channels=7))
     with pytest.raises(KeyError, match='not registered'):
         build(calibration=dict(type='NoSuchCalibration'))
@@ -263,8 +267,8 @@ def test_other_calibrations_are_accepted():
 
 
 def _fake_sampling(num_imgs, num_rois, num_gts):
-    from mmdet.models.task_modules.samplers import SamplingResult
     from mmdet.models.task_modules.assigners import AssignResult
+    from mmdet.models.task_modules.samplers import SamplingResult
     results = []
     for _ in range(num_imgs):
         priors = torch.rand(num_rois, 4) * 20

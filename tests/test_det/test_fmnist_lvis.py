@@ -8,6 +8,9 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
+from disalign_demo.fmnist_lvis import (FMNIST_LVIS_TRAIN, FMNIST_LVIS_VAL,
+                                       build_fmnist_lvis,
+                                       long_tail_instance_counts)
 from mmdet.datasets import LVISV1Dataset
 from mmdet.evaluation import LVISMetric
 from mmdet.structures.mask import BitmapMasks  # noqa: F401
@@ -17,9 +20,6 @@ from mmengine.runner import Runner
 from mmengine.visualization import Visualizer
 from PIL import Image
 
-from disalign_demo.fmnist_lvis import (FMNIST_LVIS_TRAIN, FMNIST_LVIS_VAL,
-                                       build_fmnist_lvis,
-                                       long_tail_instance_counts)
 from mmdisalign.det.lvis_stats import category_stats
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -126,8 +126,9 @@ def _worker(rank, world_size, port, work_dir, ckpt_path):
         rank=rank,
         world_size=world_size,
         timeout=datetime.timedelta(seconds=60))
-    import mmdisalign.engine.hooks.freeze_hook as freeze_hook
     from mmengine.logging import MMLogger
+
+    import mmdisalign.engine.hooks.freeze_hook as freeze_hook
     result = {}
 
     runner, model = _run_stage2(work_dir, ckpt_path, 'rewrap')

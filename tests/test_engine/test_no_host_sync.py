@@ -120,9 +120,10 @@ def _load_fastpath_builders():
 
 
 def cls_model_and_batch():
-    import mmdisalign.cls  # noqa: F401
     from mmpretrain.registry import MODELS
     from mmpretrain.structures import DataSample
+
+    import mmdisalign.cls  # noqa: F401
     init_default_scope('mmpretrain')
     torch.manual_seed(0)
     model = MODELS.build(

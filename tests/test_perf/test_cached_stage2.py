@@ -195,8 +195,7 @@ def train_cached(cfg, cache, work_dir, checkpoint=None):
         _cached_config(cfg, cache, work_dir, load_from=checkpoint))
     runner.train()
     return dict(
-        checkpoint=osp.join(work_dir,
-                            f'epoch_{cfg.train_cfg.max_epochs}.pth'),
+        checkpoint=osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth'),
         iters=runner.iter)
 
 
@@ -266,7 +265,8 @@ def test_one_shot_run_equals_the_two_steps(setup, fast_path):
     root, cfg, _ = setup
     _, _, ckpt = fast_path
     result = train_stage2_cached(
-        cfg, _cached_config(cfg, None, osp.join(root, 'one_shot')),
+        cfg,
+        _cached_config(cfg, None, osp.join(root, 'one_shot')),
         osp.join(root, 'cache_one_shot'),
         augment=False)
     assert result['extraction']['num_samples'] == 26
@@ -316,9 +316,9 @@ def _train_on_other_weights(cfg, cache, stage1, key, tmp_path, match):
 
 def test_cache_mismatch_is_refused(setup, fast_path, tmp_path):
     root, cfg, stage1 = setup
-    _train_on_other_weights(cfg, osp.join(root, 'cache'), stage1,
-                            'head.fc.weight', tmp_path,
-                            'other stage-1 weights')
+    _train_on_other_weights(cfg, osp.join(root,
+                                          'cache'), stage1, 'head.fc.weight',
+                            tmp_path, 'other stage-1 weights')
 
 
 def test_writer_reader_float16_and_sizes(tmp_path):
@@ -388,7 +388,8 @@ def test_crt_reinit_fast_path_equals_runner(setup, tmp_path):
     runner.train()
     full = {k: v.detach() for k, v in runner.model.state_dict().items()}
     result = train_stage2_cached(
-        cfg, _cached_config(cfg, None, str(tmp_path / 'fast')),
+        cfg,
+        _cached_config(cfg, None, str(tmp_path / 'fast')),
         str(tmp_path / 'cache'),
         augment=False)
     fast = torch.load(
@@ -435,15 +436,14 @@ def test_epoch_reads_its_view(setup, tmp_path, cache_features):
     runner.register_hook(views)
     runner.train()
     assert views.views == [0, 1, 0]
-    ckpt = torch.load(
-        str(tmp_path / 'w' / 'epoch_3.pth'), weights_only=False)
+    ckpt = torch.load(str(tmp_path / 'w' / 'epoch_3.pth'), weights_only=False)
     marker = ckpt['meta']['mmdisalign_stage2']
     assert marker['path'] == 'cached_features'
     assert (marker['cache_passes'], marker['cache_augment']) == (2, True)
 
 
-def test_what_cached_features_cannot_train_is_refused(
-        setup, fast_path, tmp_path):
+def test_what_cached_features_cannot_train_is_refused(setup, fast_path,
+                                                      tmp_path):
     root, cfg, _ = setup
     cache = osp.join(root, 'cache')
     backbone = copy.deepcopy(cfg)

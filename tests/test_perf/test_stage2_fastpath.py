@@ -130,8 +130,9 @@ def test_extract_feat_no_grad_only_when_frozen():
 # mmseg: the frozen auxiliary head is skipped
 # ---------------------------------------------------------------------------
 def seg_model():
-    import mmdisalign.seg  # noqa: F401
     from mmseg.registry import MODELS
+
+    import mmdisalign.seg  # noqa: F401
     init_default_scope('mmseg')
     norm = dict(type='BN', requires_grad=True)
     cfg = dict(
@@ -259,12 +260,13 @@ def test_seg_trainable_aux_head_is_kept():
 # mmdet: the frozen mask branch (and, opt-in, the RPN loss) is skipped
 # ---------------------------------------------------------------------------
 def det_model():
-    import mmdet
     import os.path as osp
 
-    import mmdisalign.det  # noqa: F401
+    import mmdet
     from mmdet.registry import MODELS
     from mmengine.config import Config
+
+    import mmdisalign.det  # noqa: F401
     init_default_scope('mmdet')
     base = osp.join(
         osp.dirname(mmdet.__file__), '.mim', 'configs', '_base_', 'models',

@@ -254,8 +254,7 @@ def frozen(state_dict):
 def max_abs_diff(a, b):
     """Largest absolute difference of two dicts of tensors (same keys)."""
     assert set(a) == set(b), sorted(set(a) ^ set(b))
-    return max((a[k].double() - b[k].double()).abs().max().item()
-               for k in a)
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
 
 
 def tool_env(probe_dir, **extra):
@@ -335,7 +334,10 @@ def cls_stage1(session_dir, fmnist_lt):
     return ckpt
 
 
-def stage2_config(path, fmnist_lt, load_from, batch=TOTAL_BATCH,
+def stage2_config(path,
+                  fmnist_lt,
+                  load_from,
+                  batch=TOTAL_BATCH,
                   epochs=EPOCHS):
     """Write the stage-2 test config (see :data:`STAGE2_TEST_LAYER`)."""
     return write(
@@ -351,8 +353,7 @@ def stage2_config(path, fmnist_lt, load_from, batch=TOTAL_BATCH,
 
 @pytest.fixture(scope='session')
 def cls_stage2_config(session_dir, fmnist_lt, cls_stage1, probe_dir):
-    return stage2_config(session_dir / 'cls_stage2.py', fmnist_lt,
-                         cls_stage1)
+    return stage2_config(session_dir / 'cls_stage2.py', fmnist_lt, cls_stage1)
 
 
 @pytest.fixture(scope='session')
@@ -366,7 +367,9 @@ def cls_single(session_dir, cls_stage2_config):
     return work_dir
 
 
-def assert_stage2_result(probe, stage1_ckpt, iters=ITERS,
+def assert_stage2_result(probe,
+                         stage1_ckpt,
+                         iters=ITERS,
                          min_change=1e3 * ATOL):
     """What every stage-2 run must end with: the frozen part exactly the
     stage-1 weights, only the calibration trainable, all iterations done,
@@ -514,7 +517,6 @@ while any(c is None for c in codes):
         time.sleep(0.2)
 sys.exit(next((c for c in codes if c), 0))
 '''
-
 
 #: Stand-in for ``scontrol show hostname LIST`` (a list without brackets).
 FAKE_SCONTROL = '#!/bin/sh\necho "$3" | tr , "\\n"\n'
@@ -668,13 +670,15 @@ test_evaluator = dict(ann_file=data_root + 'annotations/lvis_fmnist_val.json')
 # Test-only stage-2 settings on top: stage-1 weights, class counts of the
 # tiny data, 2 iterations, no validation.
 STAGE2 = {
-    'mmpretrain': '''
+    'mmpretrain':
+    '''
 load_from = {load_from!r}
 model = dict(head=dict(loss=dict(class_freq={freq!r}, num_classes=10)))
 train_cfg = dict(max_epochs=1, val_interval=100)
 default_hooks = dict(logger=dict(interval=1))
 ''',
-    'mmseg': '''
+    'mmseg':
+    '''
 load_from = {load_from!r}
 model = dict(
     decode_head=dict(loss_decode=dict(class_freq={freq!r}, num_classes=10)))
@@ -682,7 +686,8 @@ train_cfg = dict(max_iters=2, val_interval=100)
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=2))
 ''',
-    'mmdet': '''
+    'mmdet':
+    '''
 load_from = {load_from!r}
 model = dict(
     roi_head=dict(
@@ -777,8 +782,8 @@ def task(request, tmp_path_factory):
           f'_base_ = {"./" + USER_CONFIGS[name]!r}\n' + shrink)
     stage2_cfg = write(
         folder / 'tiny_stage2.py', "_base_ = './tiny_user.py'\n" +
-        STAGE2[name].format(load_from=str(folder / 'stage1.pth'), freq=freq)
-        + NO_VAL)
+        STAGE2[name].format(load_from=str(folder / 'stage1.pth'), freq=freq) +
+        NO_VAL)
     return dict(
         name=name,
         folder=folder,
@@ -806,9 +811,9 @@ def h():
     import types
     names = ('REPO', 'TOOLS', 'PYTHON', 'STAGE1_CONFIG', 'STAGE2_CONFIG',
              'NUM_TRAIN', 'TOTAL_BATCH', 'EPOCHS', 'ITERS', 'ATOL',
-             'load_tool', 'run_tool', 'write', 'load', 'calibration',
-             'frozen', 'max_abs_diff', 'tool_env', 'run', 'check_ok',
-             'stage2_config', 'assert_stage2_result', 'free_port', 'probes',
+             'load_tool', 'run_tool', 'write', 'load', 'calibration', 'frozen',
+             'max_abs_diff', 'tool_env', 'run', 'check_ok', 'stage2_config',
+             'assert_stage2_result', 'free_port', 'probes',
              'assert_matches_single', 'predictions', 'user_config',
              'assert_disalign_checkpoint', 'FINAL_CKPT', 'USER_CONFIGS')
     return types.SimpleNamespace(**{n: globals()[n] for n in names})

@@ -16,8 +16,8 @@ import os.path as osp
 def test_upstream_train_script(h, task):
     """``python site-packages/<pkg>/.mim/tools/train.py tiny_stage2.py``."""
     package = importlib.import_module(task['name'])
-    script = osp.join(osp.dirname(package.__file__), '.mim', 'tools',
-                      'train.py')
+    script = osp.join(
+        osp.dirname(package.__file__), '.mim', 'tools', 'train.py')
     assert osp.isfile(script), script
     work_dir = task['folder'] / 'upstream'
     proc = h.run([h.PYTHON, script, task['config'], '--work-dir', work_dir],
@@ -25,5 +25,5 @@ def test_upstream_train_script(h, task):
     h.check_ok(proc)
     assert 'DisAlignFreezeHook: ' in proc.stdout
     assert 'trainable tensors' in proc.stdout
-    h.assert_disalign_checkpoint(
-        work_dir / h.FINAL_CKPT[task['name']], task['stage1'])
+    h.assert_disalign_checkpoint(work_dir / h.FINAL_CKPT[task['name']],
+                                 task['stage1'])

@@ -63,8 +63,13 @@ def test_slurm_test_matches_single(h, tmp_path, probe_dir, fake_srun,
     ckpt, single, _ = cls_single_test
     bin_dir, log = fake_srun
     env = h.tool_env(
-        probe_dir, GPUS=1, GPUS_PER_NODE=1, CPUS_PER_TASK=1, GRES='',
-        PORT=h.free_port(), FAKE_SRUN_LOG=log)
+        probe_dir,
+        GPUS=1,
+        GPUS_PER_NODE=1,
+        CPUS_PER_TASK=1,
+        GRES='',
+        PORT=h.free_port(),
+        FAKE_SRUN_LOG=log)
     env['PATH'] = f'{bin_dir}:{env["PATH"]}'
     proc = h.run([
         'bash', h.TOOLS / 'slurm_test.sh', 'debug', 'disalign-test',

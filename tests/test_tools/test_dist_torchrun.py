@@ -22,8 +22,8 @@ def test_dist_train_two_processes(h, tmp_path, probe_dir, cls_stage1,
     """tools/dist_train.sh, 2 processes on one machine, batch 2 x 8."""
     work_dir = tmp_path / 'work'
     proc = h.run([
-        'bash', h.TOOLS / 'dist_train.sh', cls_stage2_config, 2,
-        '--work-dir', work_dir, '--cfg-options',
+        'bash', h.TOOLS / 'dist_train.sh', cls_stage2_config, 2, '--work-dir',
+        work_dir, '--cfg-options',
         f'train_dataloader.batch_size={h.TOTAL_BATCH // 2}'
     ], h.tool_env(probe_dir, PORT=h.free_port()), tmp_path)
     h.check_ok(proc)
@@ -63,8 +63,8 @@ def test_dist_test_matches_single(h, tmp_path, probe_dir, cls_stage2_config,
 def test_dist_scripts_check_arguments(h, tmp_path, args, message):
     """Missing arguments or a GPUS that is not a number of processes stop
     the script with a message, before torchrun starts."""
-    proc = h.run(['bash', h.TOOLS / args[0], *args[1:]],
-                 h.tool_env(tmp_path), tmp_path)
+    proc = h.run(['bash', h.TOOLS / args[0], *args[1:]], h.tool_env(tmp_path),
+                 tmp_path)
     assert proc.returncode == 2
     assert message in proc.stdout
     assert 'Traceback' not in proc.stdout

@@ -23,8 +23,8 @@ def test_local_rank_arguments(h, clean_env):
     args = train.parse_args(['cfg.py', '--local-rank', '3'])
     assert args.local_rank == 3 and os.environ['LOCAL_RANK'] == '3'
     clean_env.delenv('LOCAL_RANK')
-    args = train.parse_args(['cfg.py', '--local_rank=2', '--launcher',
-                             'pytorch'])
+    args = train.parse_args(
+        ['cfg.py', '--local_rank=2', '--launcher', 'pytorch'])
     assert (args.local_rank, args.launcher) == (2, 'pytorch')
     assert os.environ['LOCAL_RANK'] == '2'
     # torchrun's LOCAL_RANK wins over the (default) argument
@@ -32,8 +32,7 @@ def test_local_rank_arguments(h, clean_env):
     test = h.load_tool('test')
     args = test.parse_args(['cfg.py', 'ckpt.pth', '--local-rank', '0'])
     assert os.environ['LOCAL_RANK'] == '5'
-    assert h.load_tool('test').parse_args(
-        ['c.py', 'k.pth']).launcher == 'none'
+    assert h.load_tool('test').parse_args(['c.py', 'k.pth']).launcher == 'none'
 
 
 def test_train_merge_args(h, tmp_path):
@@ -88,15 +87,17 @@ def test_train_merge_args(h, tmp_path):
     if not torch.cuda.is_available():
         # mmengine stops --amp on a CPU when the Runner builds the wrapper.
         from mmengine.optim import build_optim_wrapper
-        with pytest.raises(AssertionError, match='only available training '
-                           'on gpu'):
+        with pytest.raises(
+                AssertionError, match='only available training '
+                'on gpu'):
             build_optim_wrapper(
                 torch.nn.Linear(1, 1),
-                dict(type='AmpOptimWrapper',
-                     optimizer=dict(type='SGD', lr=0.1)))
+                dict(
+                    type='AmpOptimWrapper', optimizer=dict(type='SGD',
+                                                           lr=0.1)))
     with pytest.raises(ValueError, match='the config uses .*MyWrapper'):
-        train.merge_args(Config(dict(optim_wrapper=dict(type='MyWrapper'))),
-                         args)
+        train.merge_args(
+            Config(dict(optim_wrapper=dict(type='MyWrapper'))), args)
 
 
 def test_test_merge_args(h):
@@ -130,8 +131,8 @@ def test_test_merge_args(h):
             visualizer=dict(type='SegLocalVisualizer'),
             test_evaluator=dict(type='IoUMetric')))
     out = test.merge_args(
-        seg,
-        test.parse_args(['x.py', 'k', '--out', 'maps', '--show-dir', 'v']))
+        seg, test.parse_args(['x.py', 'k', '--out', 'maps', '--show-dir',
+                              'v']))
     assert out.test_evaluator == dict(
         type='IoUMetric', output_dir='maps', keep_results=True)
     assert out.visualizer.save_dir == 'v'
@@ -142,8 +143,8 @@ def test_test_merge_args(h):
             default_scope='mmdet',
             default_hooks=dict(
                 visualization=dict(type='DetVisualizationHook'))))
-    out = test.merge_args(det, test.parse_args(['x.py', 'k', '--show-dir',
-                                                'v']))
+    out = test.merge_args(det,
+                          test.parse_args(['x.py', 'k', '--show-dir', 'v']))
     assert out.default_hooks.visualization == dict(
         type='DetVisualizationHook', draw=True, test_out_dir='v')
     with pytest.raises(ValueError, match='need a visualization hook'):

@@ -115,9 +115,9 @@ def mim_train(h, target, tmp_path, fmnist_lt, cls_stage1, *launch, batch=16):
     ], env, run_dir)
     h.check_ok(proc)
     mim_dir = target / 'mmdisalign' / '.mim'
-    assert (f'{mim_dir}/tools/train.py {mim_dir}/configs/'
-            f'{h.STAGE2_CONFIG.relative_to(h.REPO / "configs")}'
-            ) in proc.stdout
+    assert (
+        f'{mim_dir}/tools/train.py {mim_dir}/configs/'
+        f'{h.STAGE2_CONFIG.relative_to(h.REPO / "configs")}') in proc.stdout
     assert f'mmdisalign 0.1.0 from {target}/mmdisalign' in proc.stdout
     assert 'Training finished successfully' in proc.stdout
 
@@ -141,9 +141,19 @@ def test_mim_train_pytorch_launcher(h, tmp_path, installed, fmnist_lt,
     """``--launcher pytorch --gpus 2``: mim runs the deprecated
     ``torch.distributed.launch``, which passes ``--local-rank=N`` to
     train.py; on the CPU the two processes use gloo."""
-    out = mim_train(h, installed, tmp_path, fmnist_lt, cls_stage1,
-                    '--launcher', 'pytorch', '--gpus', '2', '--port',
-                    str(h.free_port()), batch=8)
+    out = mim_train(
+        h,
+        installed,
+        tmp_path,
+        fmnist_lt,
+        cls_stage1,
+        '--launcher',
+        'pytorch',
+        '--gpus',
+        '2',
+        '--port',
+        str(h.free_port()),
+        batch=8)
     assert '-m torch.distributed.launch --nproc_per_node=2' in out
     assert 'Distributed training: True' in out
     assert 'rebuilt the MMDistributedDataParallel wrapper' in out

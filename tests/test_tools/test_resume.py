@@ -39,8 +39,7 @@ def test_resume_matches_uninterrupted(h, tmp_path, monkeypatch, cls_stage1,
     # fresh initialisation.
     assert (probe['start']['epoch'], probe['start']['iter']) == (1, 3)
     start = probe['start']['calibration']
-    assert h.max_abs_diff(start,
-                          h.calibration(interrupted['state_dict'])) == 0
+    assert h.max_abs_diff(start, h.calibration(interrupted['state_dict'])) == 0
     single = h.load(cls_single / 'probe_rank0.pth')
     assert h.max_abs_diff(start, single['start']['calibration']) > 1e-3
     # Frozen part still stage 1, only the calibration trainable, and the

@@ -48,9 +48,10 @@ def test_freeze_hook_on_a_model_without_calibration(h, tmp_path, cls_stage1,
     cfg = h.write(
         tmp_path / 'not_stage2.py',
         BAD_STAGE2.format(stage1=str(stage1_cfg), ckpt=str(cls_stage1)))
-    with pytest.raises(ValueError,
-                       match='DisAlignFreezeHook: nothing to train in '
-                       'ImageClassifier'):
+    with pytest.raises(
+            ValueError,
+            match='DisAlignFreezeHook: nothing to train in '
+            'ImageClassifier'):
         h.run_tool('train', cfg, '--work-dir', tmp_path / 'work',
                    '--cfg-options', 'train_dataloader.num_workers=0',
                    'train_dataloader.persistent_workers=False',
@@ -58,10 +59,10 @@ def test_freeze_hook_on_a_model_without_calibration(h, tmp_path, cls_stage1,
 
 
 def test_stage2_without_load_from(h, tmp_path, cls_stage2_config):
-    with pytest.raises(ValueError,
-                       match='no checkpoint was loaded: `load_from` is None'):
-        h.run_tool('train', cls_stage2_config, '--work-dir',
-                   tmp_path / 'work', '--cfg-options', 'load_from=None')
+    with pytest.raises(
+            ValueError, match='no checkpoint was loaded: `load_from` is None'):
+        h.run_tool('train', cls_stage2_config, '--work-dir', tmp_path / 'work',
+                   '--cfg-options', 'load_from=None')
     # --resume with an empty work dir and no load_from: the same error
     with pytest.raises(ValueError, match='resume=True found no checkpoint'):
         h.run_tool('train', cls_stage2_config, '--work-dir',
@@ -75,15 +76,15 @@ def test_fewer_samples_than_processes(h, tmp_path, monkeypatch,
     train.py and test.py stop in before_run, before any step."""
     import mmengine.runner.runner as runner_module
     monkeypatch.setattr(runner_module, 'get_dist_info', lambda: (0, 2))
-    with pytest.raises(ValueError,
-                       match='train_dataloader.dataset has 1 sample.* 2 '
-                       'processes'):
-        h.run_tool('train', cls_stage2_config, '--work-dir',
-                   tmp_path / 'work', '--cfg-options',
-                   'train_dataloader.dataset.indices=1')
+    with pytest.raises(
+            ValueError,
+            match='train_dataloader.dataset has 1 sample.* 2 '
+            'processes'):
+        h.run_tool('train', cls_stage2_config, '--work-dir', tmp_path / 'work',
+                   '--cfg-options', 'train_dataloader.dataset.indices=1')
     assert not list((tmp_path / 'work').rglob('*.pth'))
-    with pytest.raises(ValueError,
-                       match='test_dataloader.dataset has 1 sample'):
+    with pytest.raises(
+            ValueError, match='test_dataloader.dataset has 1 sample'):
         h.run_tool('test', cls_stage2_config,
                    cls_single / f'epoch_{h.EPOCHS}.pth', '--work-dir',
                    tmp_path / 'work', '--cfg-options',

@@ -18,9 +18,8 @@ def test_our_tools_on_the_same_config(h, task, tmp_path):
     out = tmp_path / ('maps' if task['name'] == 'mmseg' else 'preds.pkl')
     # mmdet: a folder under <work-dir>/<timestamp>/; the others: as given
     show = 'show' if task['name'] == 'mmdet' else tmp_path / 'show'
-    metrics = h.run_tool('test', task['config'], ckpt, '--work-dir',
-                         work_dir, '--out', out, '--show-dir', show,
-                         '--interval', 1)
+    metrics = h.run_tool('test', task['config'], ckpt, '--work-dir', work_dir,
+                         '--out', out, '--show-dir', show, '--interval', 1)
     assert metrics
     root = task['folder'] / 'data'
     if task['name'] == 'mmseg':

@@ -18,8 +18,8 @@ import sys
 import time
 
 sys.path.append(osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
-from disalign_demo.fashion_mnist_lt import (  # noqa: E402
-    DEFAULT_FASHION_MNIST_DIR, IDX_FILES, build_fashion_mnist_lt)
+from disalign_demo.fashion_mnist_lt import (DEFAULT_FASHION_MNIST_DIR,
+                                            IDX_FILES, build_fashion_mnist_lt)
 
 
 def parse_args():

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.append(osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
-from disalign_demo.idx import (DEFAULT_FASHION_MNIST_DIR,  # noqa: E402
+from disalign_demo.idx import (DEFAULT_FASHION_MNIST_DIR,
                                FASHION_MNIST_CLASSES, IDX_FILES,
                                load_fashion_mnist)
 

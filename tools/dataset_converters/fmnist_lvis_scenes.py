@@ -14,7 +14,7 @@ import os.path as osp
 import sys
 
 sys.path.append(osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
-from disalign_demo.fmnist_lvis import build_fmnist_lvis  # noqa: E402
+from disalign_demo.fmnist_lvis import build_fmnist_lvis
 
 
 def parse_args(argv=None):

@@ -122,8 +122,9 @@ def stage_config(config: str,
     cfg.val_dataloader = None
     cfg.val_cfg = None
     cfg.val_evaluator = None
-    for part in (cfg.model.head.get('loss', {}),
-                 cfg.model.head.get('calibration', {})):
+    for part in (cfg.model.head.get('loss',
+                                    {}), cfg.model.head.get('calibration',
+                                                            {})):
         if 'class_freq' in part:
             part['class_freq'] = osp.join(data_root, 'class_freq.json')
     if load_from is not None:
@@ -168,7 +169,8 @@ def run_stage(name: str,
         tuple: ``(test metrics, last checkpoint, training seconds)``.
     """
     from mmengine.runner import Runner
-    log(f'{name}: training ({cfg.train_cfg.max_epochs} epochs), logs in '
+    log(
+        f'{name}: training ({cfg.train_cfg.max_epochs} epochs), logs in '
         f'{cfg.work_dir}', who)
     t0 = time.time()
     runner = Runner.from_cfg(cfg)
@@ -250,7 +252,8 @@ def run_stage2_cached(name: str,
         tuple: ``(test metrics, checkpoint, seconds of extraction and
         training)``.
     """
-    log(f'{name}: caching the frozen stage-1 features ({passes} pass(es), '
+    log(
+        f'{name}: caching the frozen stage-1 features ({passes} pass(es), '
         f'augment={augment}), then training on them '
         f'({cached_cfg.train_cfg.max_epochs} epochs), in '
         f'{cached_cfg.work_dir}', who)
@@ -265,7 +268,8 @@ def run_stage2_cached(name: str,
     extraction = result['extraction']
     extracted = (f'extracted in {extraction["seconds"]:.0f} s, '
                  if extraction else '')
-    log(f'{name}: {extracted}trained in {result["seconds"]:.0f} s; '
+    log(
+        f'{name}: {extracted}trained in {result["seconds"]:.0f} s; '
         'testing ...', who)
     metrics = evaluate_stage(name, cfg, result['checkpoint'], who)
     return metrics, result['checkpoint'], t_train

@@ -30,7 +30,6 @@ from PIL import Image
 
 from mmdisalign.det.lvis_stats import (LVIS_COMMON_MAX, LVIS_RARE_MAX,
                                        category_stats)
-
 from .idx import (DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES,
                   load_fashion_mnist)
 

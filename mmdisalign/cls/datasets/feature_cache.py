@@ -284,8 +284,7 @@ class FeatureCacheDataset(Dataset):
                 f'{self.meta.get("version")!r}, expected {CACHE_VERSION}')
         self.cache_dir = cache_dir
         self.feats = np.load(osp.join(cache_dir, 'feats.npy'), mmap_mode='r')
-        self.logits = np.load(
-            osp.join(cache_dir, 'logits.npy'), mmap_mode='r')
+        self.logits = np.load(osp.join(cache_dir, 'logits.npy'), mmap_mode='r')
         self.labels = np.load(osp.join(cache_dir, 'labels.npy'))
         passes, num = self.meta['passes'], self.meta['num_samples']
         # arrays of another cache in the same directory would train silently

@@ -42,8 +42,8 @@ class CachedFeatureClassifier(ImageClassifier):
                  train_cfg: Optional[dict] = None,
                  **kwargs) -> None:
         image = dict(data_preprocessor or {})
-        augments = image.get('batch_augments') or (train_cfg or {}).get(
-            'augments')
+        augments = image.get('batch_augments') or (train_cfg
+                                                   or {}).get('augments')
         if augments:
             raise ValueError(
                 f'the config uses batch augmentations ({augments!r}); they '

@@ -17,8 +17,8 @@ custom_hooks = _base_.custom_hooks + [
     # Freezes all but the calibration after `load_from` and checks that the
     # checkpoint supplied every frozen tensor.
     dict(type='DisAlignFreezeHook'),
-    # Stage-2 fast path (mmdisalign.engine.hooks.stage2_fastpath_hook): frozen backbone
-    # and neck under no_grad, the frozen mask branch skipped; the same
-    # gradients for the calibration.
+    # Stage-2 fast path (mmdisalign.engine.hooks.stage2_fastpath_hook):
+    # frozen backbone and neck under no_grad, the frozen mask branch
+    # skipped; the same gradients for the calibration.
     dict(type='DisAlignStage2FastPathHook')
 ]

@@ -124,8 +124,8 @@ class FeatureCacheHook(Hook):
         """
         dataset = runner.train_dataloader.dataset
         load_from = runner.cfg.get('load_from')
-        entry = checkpoint.setdefault('meta', {}).setdefault(
-            STAGE2_META_KEY, {})
+        entry = checkpoint.setdefault('meta',
+                                      {}).setdefault(STAGE2_META_KEY, {})
         entry.update(
             path='cached_features',
             cache_dir=osp.abspath(dataset.cache_dir),
