@@ -2,12 +2,14 @@
 
 Importing this package imports mmpretrain (never mmseg / mmdet) and
 registers into mmpretrain's registries: the heads
-(``DisAlignLinearClsHead``, ``CosineClsHead``, ``DisAlignCosineClsHead``)
-and ``CachedFeatureClassifier`` in ``MODELS``, ``LongTailListDataset``,
-``INaturalist2018`` and ``FeatureCacheDataset`` in ``DATASETS``,
-``ClassBalancedSampler`` in ``DATA_SAMPLERS``, ``LongTailAccuracy`` in
-``METRICS`` and ``FeatureCacheHook`` in ``HOOKS``. The task-agnostic parts
-(calibration, GRW loss, freeze hook) come from :mod:`mmdisalign` itself.
+(``DisAlignLinearClsHead``, ``CosineClsHead``, ``DisAlignCosineClsHead``),
+``CachedFeatureClassifier`` and ``CachedFeatureDataPreprocessor`` in
+``MODELS``, ``LongTailListDataset``, ``INaturalist2018`` and
+``FeatureCacheDataset`` in ``DATASETS``, ``ClassBalancedSampler`` in
+``DATA_SAMPLERS``, ``LongTailAccuracy`` in ``METRICS`` and
+``FeatureCacheHook`` in ``HOOKS``; ``feature_cache_collate`` goes to
+mmengine's ``FUNCTIONS``. The task-agnostic parts (calibration, GRW loss,
+freeze hook) come from :mod:`mmdisalign` itself.
 """
 import mmdisalign  # noqa: F401  (root-registry modules, checkpoint fix)
 from .datasets import *  # noqa: F401,F403
