@@ -4,7 +4,8 @@ Runs the frozen network of an image stage-2 config (stage-1 weights from its
 ``load_from`` or ``--checkpoint``) over the training set once, or
 ``--passes`` times through the training augmentation (``--augment``), and
 stores the pooled features, the stage-1 logits and the labels as
-memory-mapped ``.npy`` files (``mmdisalign.cls.FeatureCacheWriter``). Then
+memory-mapped ``.npy`` files (:class:`FeatureCacheWriter`, the format that
+``mmdisalign.cls.FeatureCacheDataset`` reads). Then
 train stage 2 on them with mmengine's Runner and a cached-feature config
 (``CachedFeatureClassifier`` + ``FeatureCacheDataset`` +
 ``FeatureCacheHook``), and test the checkpoint on images with the image
@@ -24,13 +25,15 @@ workers with ``seed + p``), otherwise through the test pipeline.
 """
 import argparse
 import copy
+import json
 import os
 import os.path as osp
 import re
 import sys
 import time
-from typing import Optional
+from typing import Dict, Optional, Sequence
 
+import numpy as np
 import torch
 from mmengine.config import Config, DictAction
 
@@ -39,9 +42,171 @@ try:
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmdisalign  # noqa: F401
+from mmdisalign.cls.datasets.feature_cache import CACHE_VERSION
 
 #: Keys a stage-1 checkpoint may lack (see DisAlignFreezeHook).
 _OPTIONAL_KEYS = (re.compile(r'(.*\.)?num_batches_tracked$'), )
+_DTYPES = ('float32', 'float16')
+_FILES = ('feats.npy', 'logits.npy', 'labels.npy', 'meta.json')
+
+
+def _check_dtype(dtype: str) -> np.dtype:
+    if str(dtype) not in _DTYPES:
+        raise ValueError(f'dtype must be one of {_DTYPES}, but got {dtype!r}')
+    return np.dtype(str(dtype))
+
+
+def cache_nbytes(num_samples: int,
+                 feat_dim: int,
+                 num_classes: int,
+                 dtype: str = 'float16',
+                 passes: int = 1) -> Dict[str, int]:
+    """Bytes a cache takes on disk (without the ``.npy`` headers).
+
+    Args:
+        num_samples (int): Training samples ``N``.
+        feat_dim (int): Feature channels ``D``.
+        num_classes (int): Classes ``K``.
+        dtype (str): ``'float16'`` or ``'float32'``. Defaults to
+            'float16'.
+        passes (int): Passes ``P``. Defaults to 1.
+
+    Returns:
+        dict: ``feats``, ``logits``, ``labels`` and ``total`` in bytes.
+
+    Examples:
+        >>> cache_nbytes(115846, 2048, 1000)['feats']  # ImageNet-LT, R-50
+        474505216
+    """
+    item = _check_dtype(dtype).itemsize
+    sizes = dict(
+        feats=passes * num_samples * feat_dim * item,
+        logits=passes * num_samples * num_classes * item,
+        labels=num_samples * 8)
+    sizes['total'] = sum(sizes.values())
+    return sizes
+
+
+class FeatureCacheWriter:
+    """Create a cache directory and fill it chunk by chunk.
+
+    The arrays are created with :func:`numpy.lib.format.open_memmap`, so
+    nothing larger than a chunk is held in memory. ``meta.json`` is written
+    by :meth:`close`; a directory without it is an unfinished cache that
+    ``FeatureCacheDataset`` refuses to open.
+
+    Args:
+        out_dir (str): Directory to create (must not hold a cache yet unless
+            ``overwrite``).
+        num_samples (int): Training samples ``N``.
+        feat_dim (int): Feature channels ``D``.
+        num_classes (int): Classes ``K``.
+        passes (int): Passes ``P``. Defaults to 1.
+        dtype (str): ``'float32'`` or ``'float16'``. Defaults to
+            'float32'.
+        overwrite (bool): Replace an existing cache. Defaults to False.
+    """
+
+    def __init__(self,
+                 out_dir: str,
+                 num_samples: int,
+                 feat_dim: int,
+                 num_classes: int,
+                 passes: int = 1,
+                 dtype: str = 'float32',
+                 overwrite: bool = False) -> None:
+        self.dtype = _check_dtype(dtype)
+        existing = [f for f in _FILES if osp.exists(osp.join(out_dir, f))]
+        if existing and not overwrite:
+            raise FileExistsError(
+                f'{out_dir} already holds a feature cache ({existing}); '
+                'pass overwrite=True (--overwrite) to replace it')
+        os.makedirs(out_dir, exist_ok=True)
+        meta_file = osp.join(out_dir, 'meta.json')
+        if osp.exists(meta_file):
+            os.remove(meta_file)  # unfinished until close()
+        self.out_dir = out_dir
+        self.shape = (passes, num_samples)
+
+        def open_array(name, dtype, shape):
+            return np.lib.format.open_memmap(
+                osp.join(out_dir, name), mode='w+', dtype=dtype, shape=shape)
+
+        self.feats = open_array('feats.npy', self.dtype,
+                                self.shape + (feat_dim, ))
+        self.logits = open_array('logits.npy', self.dtype,
+                                 self.shape + (num_classes, ))
+        self.labels = open_array('labels.npy', np.int64, (num_samples, ))
+        self._written = np.zeros(self.shape, dtype=bool)
+
+    def write(self, pass_idx: int, indices: Sequence[int], feats, logits,
+              labels) -> None:
+        """Store the rows ``indices`` of pass ``pass_idx``.
+
+        Args:
+            pass_idx (int): The pass.
+            indices (Sequence[int]): Dataset indices of the rows.
+            feats (Tensor | np.ndarray): ``(len(indices), D)``.
+            logits (Tensor | np.ndarray): ``(len(indices), K)``.
+            labels (Tensor | np.ndarray): ``(len(indices),)``.
+        """
+        idx = np.asarray(indices, dtype=np.int64)
+        feats, logits, labels = (
+            x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+            for x in (feats, logits, labels))
+        # numpy would broadcast a wrong shape into the rows without a word
+        for name, array, expect in (
+            ('feats', feats, (idx.size, self.feats.shape[2])),
+            ('logits', logits, (idx.size, self.logits.shape[2])),
+            ('labels', labels, (idx.size, )),
+        ):
+            if array.shape != expect:
+                raise ValueError(f'{name} must have shape {expect}, but got '
+                                 f'{array.shape}')
+        if pass_idx == 0:
+            self.labels[idx] = labels
+        elif not np.array_equal(self.labels[idx], labels):
+            bad = idx[self.labels[idx] != labels][0]
+            raise ValueError(f'pass {pass_idx} gives sample {bad} another '
+                             'label than pass 0: the data order changed')
+        self.feats[pass_idx, idx] = feats
+        self.logits[pass_idx, idx] = logits
+        self._written[pass_idx, idx] = True
+
+    def close(self, meta: Optional[dict] = None) -> dict:
+        """Flush the arrays and write ``meta.json``.
+
+        Args:
+            meta (dict, optional): Extra JSON-serialisable information.
+
+        Returns:
+            dict: The full meta data written.
+
+        Raises:
+            RuntimeError: If some rows were never written.
+        """
+        missing = np.argwhere(~self._written)
+        if missing.size:
+            p, i = missing[0]
+            raise RuntimeError(
+                f'{len(missing)} cache rows were never written (first: pass '
+                f'{p}, sample {i})')
+        for array in (self.feats, self.logits, self.labels):
+            array.flush()
+        full = dict(
+            version=CACHE_VERSION,
+            num_samples=self.shape[1],
+            passes=self.shape[0],
+            feat_dim=self.feats.shape[2],
+            num_classes=self.logits.shape[2],
+            dtype=self.dtype.name,
+            label_counts=np.bincount(
+                self.labels, minlength=self.logits.shape[2]).tolist())
+        full.update(meta or {})
+        with open(osp.join(self.out_dir, 'meta.json'), 'w') as f:
+            json.dump(full, f, indent=1)
+        del self.feats, self.logits, self.labels
+        return full
 
 
 def build_frozen_model(cfg: Config,
@@ -182,8 +347,7 @@ def cache_features(cfg: Config,
     """
     from mmengine.runner import Runner
 
-    from mmdisalign.cls.datasets import (FeatureCacheWriter,
-                                         feature_fingerprint, stage1_logits)
+    from mmdisalign.cls.datasets import feature_fingerprint, stage1_logits
     if passes > 1 and not augment:
         raise ValueError('passes > 1 without augment would store the same '
                          'features several times')

@@ -1,6 +1,7 @@
 """DisAlign for mmpretrain: importing it imports mmpretrain (never mmseg or
-mmdet) and registers the heads, datasets, sampler, metric and hook below in
-mmpretrain's registries."""
+mmdet) and registers the heads, datasets, sampler, metric, hook and the
+cached-feature collate function below in mmpretrain's / mmengine's
+registries."""
 import mmdisalign  # noqa: F401  (root-registry modules, checkpoint fix)
 from .datasets import *  # noqa: F401,F403
 from .datasets import __all__ as _datasets_all

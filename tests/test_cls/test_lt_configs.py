@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from cache_features import FeatureCacheWriter
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
@@ -25,8 +26,7 @@ from mmpretrain.structures import DataSample
 from torch.utils.data import Dataset
 
 import mmdisalign.cls  # noqa: F401
-from mmdisalign.cls.datasets import (ClassBalancedSampler, FeatureCacheWriter,
-                                     feature_fingerprint)
+from mmdisalign.cls.datasets import ClassBalancedSampler, feature_fingerprint
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(

@@ -17,6 +17,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from cache_features import FeatureCacheWriter, cache_nbytes
 from disalign_demo.experiments import train_stage2_cached
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
@@ -25,8 +26,7 @@ from mmengine.runner.checkpoint import save_checkpoint
 from PIL import Image
 
 import mmdisalign.cls  # noqa: F401
-from mmdisalign.cls.datasets import (FeatureCacheDataset, FeatureCacheWriter,
-                                     cache_nbytes)
+from mmdisalign.cls.datasets import FeatureCacheDataset
 
 COUNTS = (13, 8, 5)  # training images per class
 # top level, as mmpretrain configs have it: the Runner merges it into the
@@ -179,7 +179,7 @@ def _cached_config(cfg, cache, work_dir, load_from=None):
     cfg.model.type = 'CachedFeatureClassifier'
     cfg.train_dataloader.dataset = dict(
         type='FeatureCacheDataset', cache_dir=cache)
-    cfg.train_dataloader.collate_fn = dict(type='default_collate')
+    cfg.train_dataloader.collate_fn = dict(type='feature_cache_collate')
     cfg.custom_hooks = cfg.custom_hooks + [dict(type='FeatureCacheHook')]
     cfg.test_dataloader = cfg.test_evaluator = cfg.test_cfg = None
     cfg.work_dir = work_dir
@@ -457,3 +457,73 @@ def test_what_cached_features_cannot_train_is_refused(setup, fast_path,
         PREPROCESSOR, batch_augments=dict(augments=dict(type='Mixup')))
     with pytest.raises(ValueError, match='batch augmentations'):
         train_cached(mixup, cache, str(tmp_path / 'b'))
+
+
+def _host_sync_counter():
+    """``HostSyncCounter`` of tests/test_engine/test_no_host_sync.py."""
+    import importlib.util
+    path = osp.join(
+        osp.dirname(osp.dirname(osp.abspath(__file__))), 'test_engine',
+        'test_no_host_sync.py')
+    spec = importlib.util.spec_from_file_location('_host_sync', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.HostSyncCounter
+
+
+def test_batched_read_is_the_items_collated(setup, fast_path):
+    """One read per batch (``__getitems__`` + ``feature_cache_collate`` +
+    ``CachedFeatureDataPreprocessor``) gives the model what the items one
+    by one (``default_collate`` + ``ClsDataPreprocessor``) give it."""
+    from mmengine.dataset import default_collate
+    from mmpretrain.models import ClsDataPreprocessor
+    from mmpretrain.registry import MODELS
+
+    from mmdisalign.cls.datasets import feature_cache_collate
+    root, cfg, _ = setup
+    cache = FeatureCacheDataset(osp.join(root, 'cache'))
+    indices = [25, 0, 13, 7, 13]
+    batch = cache.__getitems__(indices)
+    assert len(batch) == 5
+    items = [cache[i] for i in indices]
+    for got, item in zip(batch, items):  # the batch is a sequence of items
+        assert torch.equal(got['inputs'], item['inputs'])
+        assert torch.equal(got['data_samples'].gt_label,
+                           item['data_samples'].gt_label)
+    fast = feature_cache_collate(batch)
+    assert fast['inputs'].shape == (5, 8)
+    assert fast['gt_label'].tolist() == [2, 0, 1, 0, 1]
+    for other in (feature_cache_collate(items), default_collate(batch)):
+        assert torch.equal(other['inputs'], fast['inputs'])
+    init_default_scope('mmpretrain')
+    for to_onehot in (True, False):  # the step below: without one-hot
+        model = MODELS.build(
+            dict(
+                copy.deepcopy(cfg.model),
+                type='CachedFeatureClassifier',
+                data_preprocessor=dict(PREPROCESSOR, to_onehot=to_onehot)))
+        ours = model.data_preprocessor(feature_cache_collate(batch), True)
+        # what mmpretrain makes of the items (no pixel normalisation: the
+        # features were normalised at extraction)
+        upstream = ClsDataPreprocessor(to_onehot=to_onehot, num_classes=3)
+        upstream = upstream(default_collate([cache[i] for i in indices]), True)
+        assert torch.equal(ours['inputs'], upstream['inputs'])
+        assert len(ours['data_samples']) == 5
+        for a, b in zip(ours['data_samples'], upstream['data_samples']):
+            assert set(a.keys()) == set(b.keys())
+            assert torch.equal(a.gt_label, b.gt_label)
+            if to_onehot:
+                assert torch.equal(a.gt_score, b.gt_score)
+        # the per-item batches still work
+        again = model.data_preprocessor(default_collate(batch), True)
+        labels = [s.gt_label.tolist() for s in again['data_samples']]
+        assert labels == [[2], [0], [1], [0], [1]]
+    # a training step on the batch: no host-device synchronisation from
+    # mmdisalign code (data loading included)
+    from mmengine.optim import OptimWrapper
+    optim_wrapper = OptimWrapper(
+        torch.optim.SGD(model.head.parameters(), lr=0.1))
+    with _host_sync_counter()() as counter:
+        data = feature_cache_collate(cache.__getitems__(indices))
+        model.train_step(data, optim_wrapper)
+    assert counter.ours() == [], counter.ours()

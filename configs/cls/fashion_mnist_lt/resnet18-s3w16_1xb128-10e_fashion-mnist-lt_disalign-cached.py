@@ -15,7 +15,8 @@ model = dict(type='CachedFeatureClassifier')
 train_dataloader = dict(
     num_workers=0,  # the features are memory-mapped
     persistent_workers=False,
-    collate_fn=dict(type='default_collate'),  # one (N, D) tensor per batch
+    # a batch is read in one go and passed on as (N, D) features + labels
+    collate_fn=dict(type='feature_cache_collate'),
     dataset=dict(
         _delete_=True,
         type='FeatureCacheDataset',

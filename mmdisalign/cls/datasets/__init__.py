@@ -1,6 +1,7 @@
 from .class_balanced_sampler import ClassBalancedSampler
-from .feature_cache import (FeatureCacheDataset, FeatureCacheWriter,
-                            cache_nbytes, feature_fingerprint, stage1_logits)
+from .feature_cache import (FeatureCacheBatch, FeatureCacheDataset,
+                            feature_cache_collate, feature_fingerprint,
+                            stage1_logits)
 from .inaturalist import INaturalist2018
 from .list_file import (check_no_empty_class, count_labels,
                         list_file_class_counts, read_list_file)
@@ -11,6 +12,6 @@ __all__ = [
     'LongTailListDataset', 'read_list_file', 'count_labels',
     'list_file_class_counts', 'check_no_empty_class', 'dataset_class_counts',
     'INaturalist2018', 'ClassBalancedSampler', 'FeatureCacheDataset',
-    'FeatureCacheWriter', 'cache_nbytes', 'feature_fingerprint',
+    'FeatureCacheBatch', 'feature_cache_collate', 'feature_fingerprint',
     'stage1_logits'
 ]
