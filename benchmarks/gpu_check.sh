@@ -269,6 +269,7 @@ row env "$( ((ENV_OK)) && echo ok || echo FAIL)" "${SECONDS}s" "$ENV_NOTE"
 say "env: $ENV_NOTE"
 
 BUILD_PID=
+BUILD_NOTE=""
 BUILD_T0=$SECONDS
 MMCV_BUILT=$WORK/mmcv-build
 if [[ $BUILD == 1 && $ENV_OK == 1 ]]; then
@@ -282,10 +283,12 @@ if [[ $BUILD == 1 && $ENV_OK == 1 ]]; then
     cp -r "$MMCV_SRC" "$MMCV_BUILT"
     echo "$key" > "$MMCV_BUILT/.gpu_check_key"
   fi
+  if [[ $MMCV_OPS != all ]] && ! "${TOOLS[@]}" prune-mmcv "$MMCV_BUILT" \
+      "$MMCV_OPS" >> "$OUT/mmcv_build.log" 2>&1; then
+    BUILD_NOTE="prune-mmcv failed: $(tail -n 1 "$OUT/mmcv_build.log" | cut -c1-100)"
+    rm -f "$MMCV_BUILT/.gpu_check_key"  # never reuse a half-pruned folder
+  fi
   {
-    if [[ $MMCV_OPS != all ]]; then
-      "${TOOLS[@]}" prune-mmcv "$MMCV_BUILT" "$MMCV_OPS"
-    fi
     # torch >= 2.14 headers need C++20; mmcv 2.1.0 asks for C++17.
     aten=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "include", "ATen", "ATen.h"))')
     if grep -q '202002L' "$aten"; then
@@ -299,6 +302,9 @@ if [[ $BUILD == 1 && $ENV_OK == 1 ]]; then
   } >> "$OUT/mmcv_build.log" 2>&1
   BUILD_LIMIT=$(( DEADLINE - SECONDS - 200 * LIMIT_SCALE ))
   (( BUILD_LIMIT > 330 * LIMIT_SCALE )) && BUILD_LIMIT=$(( 330 * LIMIT_SCALE ))
+  (( BUILD_LIMIT < 30 )) && BUILD_NOTE=${BUILD_NOTE:-"no time left for it"}
+fi
+if [[ $BUILD == 1 && $ENV_OK == 1 && -z $BUILD_NOTE ]]; then
   rm -f "$WORK/build_done_at"
   (
     cd "$MMCV_BUILT" && FORCE_CUDA=1 MMCV_WITH_OPS=1 TORCH_CUDA_ARCH_LIST=9.0 \
@@ -327,7 +333,9 @@ finish_build() {
     return
   fi
   if [[ -z $BUILD_PID ]]; then
-    row mmcv "skipped" "-" "environment not ready"
+    MMCV_NOTE=${BUILD_NOTE:-"environment not ready"}
+    row mmcv "$([[ -n $BUILD_NOTE ]] && echo FAIL || echo skipped)" "-" \
+      "not built: $MMCV_NOTE; det parts skipped"
     return
   fi
   say "waiting for the mmcv build"
