@@ -39,6 +39,9 @@
 #   GPU_CHECK_BUILD     build mmcv's ops [1]
 #   GPU_CHECK_SIZES     full | tiny [full]
 #   GPU_CHECK_MMCV_OPS  CUDA kernels to build, or 'all' [nms,roi_align]
+#   GPU_CHECK_PARTS     parts to run among e2e,dist,bf16,bench,sync (dist
+#                       and bf16 need the stage-1 checkpoints of e2e); env
+#                       and mmcv always run [e2e,dist,bf16,bench,sync]
 #   GPU_CHECK_BUDGET    seconds for the whole run [470]
 #   GPU_CHECK_WORK      scratch folder [/tmp/gpu_check]
 #   PYTHON              interpreter [python3]
@@ -84,6 +87,8 @@ else
   SIZES=${GPU_CHECK_SIZES:-full}
 fi
 MMCV_OPS=${GPU_CHECK_MMCV_OPS:-nms,roi_align}
+PARTS=${GPU_CHECK_PARTS:-e2e,dist,bf16,bench,sync}
+want() { [[ ,$PARTS, == *,$1,* ]]; }
 BUDGET=${GPU_CHECK_BUDGET:-470}
 WORK=${GPU_CHECK_WORK:-/tmp/gpu_check}
 PY=${PYTHON:-python3}
@@ -388,7 +393,7 @@ data_step() {
   fi
   (( PART_RC == 0 ))
 }
-if (( ENV_OK )); then
+if (( ENV_OK )) && want e2e; then
   t0=$SECONDS
   if data_step "cls train images" 'total [0-9]+' \
         "$PY" "$REPO/$CLS_DATA_TOOL" "$CLS_DATA" --src-dir "$FM" \
@@ -551,25 +556,27 @@ build_running() { [[ -n $BUILD_PID ]] && kill -0 "$BUILD_PID" 2>/dev/null; }
 if (( ENV_OK && DATA_OK )); then
   e2e_cls
   e2e_seg
-  dist_cls
+  want dist && dist_cls
 fi
 # Still building: what times nothing and needs no mmcv op fills the wait.
 SYNC_LEFT=cls,seg,det
 BF16_LEFT="cls seg det"
-if (( ENV_OK )) && build_running; then
+if (( ENV_OK )) && want sync && build_running; then
   sync_check cls,seg
   SYNC_LEFT=det
 fi
-if (( ENV_OK && DATA_OK )) && build_running; then
+if (( ENV_OK && DATA_OK )) && want bf16 && build_running; then
   e2e_bf16 "cls seg"
   BF16_LEFT=det
 fi
 finish_build
 if (( ENV_OK )); then
-  bench cls cls_resnet50.py "${BENCH_CLS[@]}"
-  bench seg seg_deeplabv3plus.py "${BENCH_SEG[@]}"
+  if want bench; then
+    bench cls cls_resnet50.py "${BENCH_CLS[@]}"
+    bench seg seg_deeplabv3plus.py "${BENCH_SEG[@]}"
+  fi
   if (( MMCV_OK )); then
-    bench det det_mask_rcnn.py "${BENCH_DET[@]}"
+    want bench && bench det det_mask_rcnn.py "${BENCH_DET[@]}"
     # neither times anything: the detection example runs beside the sync
     # check
     E2E_PID=
@@ -577,16 +584,18 @@ if (( ENV_OK )); then
       ( PART_TMP=$WORK/part_det.log; e2e_det ) &
       E2E_PID=$!
     fi
-    sync_check "$SYNC_LEFT"
+    want sync && sync_check "$SYNC_LEFT"
     [[ -n $E2E_PID ]] && wait "$E2E_PID"
   else
-    row "bench det" skipped "-" "no mmcv ops: $MMCV_NOTE"
-    [[ $SYNC_LEFT != det ]] && sync_check cls,seg
-    row "sync det" skipped "-" "no mmcv ops"
-    row "e2e det" skipped "-" "no mmcv ops"
+    want bench && row "bench det" skipped "-" "no mmcv ops: $MMCV_NOTE"
+    if want sync; then
+      [[ $SYNC_LEFT != det ]] && sync_check cls,seg
+      row "sync det" skipped "-" "no mmcv ops"
+    fi
+    (( DATA_OK )) && row "e2e det" skipped "-" "no mmcv ops"
     BF16_LEFT=${BF16_LEFT/det/}
   fi
-  if (( DATA_OK )) && [[ -n ${BF16_LEFT// /} ]]; then
+  if (( DATA_OK )) && want bf16 && [[ -n ${BF16_LEFT// /} ]]; then
     e2e_bf16 "$BF16_LEFT"
   fi
 fi
