@@ -39,6 +39,9 @@
 #   GPU_CHECK_BUILD     build mmcv's ops [1]
 #   GPU_CHECK_SIZES     full | tiny [full]
 #   GPU_CHECK_MMCV_OPS  CUDA kernels to build, or 'all' [nms,roi_align]
+#   GPU_CHECK_PARTS     parts to run among e2e,dist,bf16,bench,sync (dist
+#                       and bf16 need the stage-1 checkpoints of e2e); env
+#                       and mmcv always run [e2e,dist,bf16,bench,sync]
 #   GPU_CHECK_BUDGET    seconds for the whole run [470]
 #   GPU_CHECK_WORK      scratch folder [/tmp/gpu_check]
 #   PYTHON              interpreter [python3]
@@ -84,6 +87,8 @@ else
   SIZES=${GPU_CHECK_SIZES:-full}
 fi
 MMCV_OPS=${GPU_CHECK_MMCV_OPS:-nms,roi_align}
+PARTS=${GPU_CHECK_PARTS:-e2e,dist,bf16,bench,sync}
+want() { [[ ,$PARTS, == *,$1,* ]]; }
 BUDGET=${GPU_CHECK_BUDGET:-470}
 WORK=${GPU_CHECK_WORK:-/tmp/gpu_check}
 PY=${PYTHON:-python3}
@@ -269,6 +274,7 @@ row env "$( ((ENV_OK)) && echo ok || echo FAIL)" "${SECONDS}s" "$ENV_NOTE"
 say "env: $ENV_NOTE"
 
 BUILD_PID=
+BUILD_NOTE=""
 BUILD_T0=$SECONDS
 MMCV_BUILT=$WORK/mmcv-build
 if [[ $BUILD == 1 && $ENV_OK == 1 ]]; then
@@ -282,10 +288,12 @@ if [[ $BUILD == 1 && $ENV_OK == 1 ]]; then
     cp -r "$MMCV_SRC" "$MMCV_BUILT"
     echo "$key" > "$MMCV_BUILT/.gpu_check_key"
   fi
+  if [[ $MMCV_OPS != all ]] && ! "${TOOLS[@]}" prune-mmcv "$MMCV_BUILT" \
+      "$MMCV_OPS" >> "$OUT/mmcv_build.log" 2>&1; then
+    BUILD_NOTE="prune-mmcv failed: $(tail -n 1 "$OUT/mmcv_build.log" | cut -c1-100)"
+    rm -f "$MMCV_BUILT/.gpu_check_key"  # never reuse a half-pruned folder
+  fi
   {
-    if [[ $MMCV_OPS != all ]]; then
-      "${TOOLS[@]}" prune-mmcv "$MMCV_BUILT" "$MMCV_OPS"
-    fi
     # torch >= 2.14 headers need C++20; mmcv 2.1.0 asks for C++17.
     aten=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "include", "ATen", "ATen.h"))')
     if grep -q '202002L' "$aten"; then
@@ -299,6 +307,9 @@ if [[ $BUILD == 1 && $ENV_OK == 1 ]]; then
   } >> "$OUT/mmcv_build.log" 2>&1
   BUILD_LIMIT=$(( DEADLINE - SECONDS - 200 * LIMIT_SCALE ))
   (( BUILD_LIMIT > 330 * LIMIT_SCALE )) && BUILD_LIMIT=$(( 330 * LIMIT_SCALE ))
+  (( BUILD_LIMIT < 30 )) && BUILD_NOTE=${BUILD_NOTE:-"no time left for it"}
+fi
+if [[ $BUILD == 1 && $ENV_OK == 1 && -z $BUILD_NOTE ]]; then
   rm -f "$WORK/build_done_at"
   (
     cd "$MMCV_BUILT" && FORCE_CUDA=1 MMCV_WITH_OPS=1 TORCH_CUDA_ARCH_LIST=9.0 \
@@ -327,7 +338,9 @@ finish_build() {
     return
   fi
   if [[ -z $BUILD_PID ]]; then
-    row mmcv "skipped" "-" "environment not ready"
+    MMCV_NOTE=${BUILD_NOTE:-"environment not ready"}
+    row mmcv "$([[ -n $BUILD_NOTE ]] && echo FAIL || echo skipped)" "-" \
+      "not built: $MMCV_NOTE; det parts skipped"
     return
   fi
   say "waiting for the mmcv build"
@@ -380,7 +393,7 @@ data_step() {
   fi
   (( PART_RC == 0 ))
 }
-if (( ENV_OK )); then
+if (( ENV_OK )) && want e2e; then
   t0=$SECONDS
   if data_step "cls train images" 'total [0-9]+' \
         "$PY" "$REPO/$CLS_DATA_TOOL" "$CLS_DATA" --src-dir "$FM" \
@@ -457,15 +470,16 @@ e2e_det() {
     "iter_$DET_S2_ITERS.pth" "$DET_S1_OPTS" "$DET_S2_OPTS"
 }
 
-# Stage 2 again with bf16 autocast, from the stage-1 checkpoints above.
+# e2e_bf16 "TASKS": stage 2 again with bf16 autocast, from the stage-1
+# checkpoints above.
 e2e_bf16() {
   local t0=$SECONDS status=ok notes="" task cfg ckpt opts loss
   local -a s2
   if [[ $DEVICE != cuda ]]; then
-    row "e2e bf16" skipped "-" "AMP needs CUDA"
+    row "e2e bf16 $1" skipped "-" "AMP needs CUDA"
     return
   fi
-  for task in cls seg det; do
+  for task in $1; do
     case $task in
       cls) cfg=$CLS_STAGE2 ckpt=epoch_$S1_EPOCHS.pth opts=$CLS_S2_OPTS ;;
       seg) cfg=$SEG_STAGE2 ckpt=iter_$SEG_S1_ITERS.pth opts=$SEG_S2_OPTS ;;
@@ -490,9 +504,9 @@ e2e_bf16() {
       status=FAIL
     fi
   done
-  row "e2e bf16" "$status" "$(( SECONDS - t0 ))s" \
+  row "e2e bf16 $1" "$status" "$(( SECONDS - t0 ))s" \
     "stage 2 with AmpOptimWrapper bfloat16:$notes"
-  say "e2e bf16: $status"
+  say "e2e bf16 $1: $status"
 }
 
 # --- one-GPU torchrun (NCCL) ------------------------------------------------
@@ -528,28 +542,41 @@ bench() {  # bench NAME SCRIPT ARGS...
 }
 
 sync_check() {
-  local tasks=$1
+  local tasks=$1 json="$WORK/sync_${1//,/_}.json"
   run_part sync.log 200 "$PY" "$REPO/benchmarks/sync_check.py" \
-    --device "$DEVICE" "${SYNC_ARGS[@]}" --tasks "$tasks" \
-    --json "$WORK/sync.json"
+    --device "$DEVICE" "${SYNC_ARGS[@]}" --tasks "$tasks" --json "$json"
   local notes="-"
-  [[ -f $WORK/sync.json ]] && notes=$("${TOOLS[@]}" sync-notes "$WORK/sync.json" 2>&1)
+  [[ -f $json ]] && notes=$("${TOOLS[@]}" sync-notes "$json" 2>&1)
   row "sync $tasks" "$PART_STATUS" "${PART_S}s" "$notes"
   say "sync: $PART_STATUS $notes"
 }
 
 # --- the run ------------------------------------------------------------------
+build_running() { [[ -n $BUILD_PID ]] && kill -0 "$BUILD_PID" 2>/dev/null; }
 if (( ENV_OK && DATA_OK )); then
   e2e_cls
   e2e_seg
-  dist_cls
+  want dist && dist_cls
+fi
+# Still building: what times nothing and needs no mmcv op fills the wait.
+SYNC_LEFT=cls,seg,det
+BF16_LEFT="cls seg det"
+if (( ENV_OK )) && want sync && build_running; then
+  sync_check cls,seg
+  SYNC_LEFT=det
+fi
+if (( ENV_OK && DATA_OK )) && want bf16 && build_running; then
+  e2e_bf16 "cls seg"
+  BF16_LEFT=det
 fi
 finish_build
 if (( ENV_OK )); then
-  bench cls cls_resnet50.py "${BENCH_CLS[@]}"
-  bench seg seg_deeplabv3plus.py "${BENCH_SEG[@]}"
+  if want bench; then
+    bench cls cls_resnet50.py "${BENCH_CLS[@]}"
+    bench seg seg_deeplabv3plus.py "${BENCH_SEG[@]}"
+  fi
   if (( MMCV_OK )); then
-    bench det det_mask_rcnn.py "${BENCH_DET[@]}"
+    want bench && bench det det_mask_rcnn.py "${BENCH_DET[@]}"
     # neither times anything: the detection example runs beside the sync
     # check
     E2E_PID=
@@ -557,14 +584,20 @@ if (( ENV_OK )); then
       ( PART_TMP=$WORK/part_det.log; e2e_det ) &
       E2E_PID=$!
     fi
-    sync_check cls,seg,det
+    want sync && sync_check "$SYNC_LEFT"
     [[ -n $E2E_PID ]] && wait "$E2E_PID"
   else
-    row "bench det" skipped "-" "no mmcv ops: $MMCV_NOTE"
-    sync_check cls,seg
-    row "e2e det" skipped "-" "no mmcv ops"
+    want bench && row "bench det" skipped "-" "no mmcv ops: $MMCV_NOTE"
+    if want sync; then
+      [[ $SYNC_LEFT != det ]] && sync_check cls,seg
+      row "sync det" skipped "-" "no mmcv ops"
+    fi
+    (( DATA_OK )) && row "e2e det" skipped "-" "no mmcv ops"
+    BF16_LEFT=${BF16_LEFT/det/}
   fi
-  (( DATA_OK )) && e2e_bf16
+  if (( DATA_OK )) && want bf16 && [[ -n ${BF16_LEFT// /} ]]; then
+    e2e_bf16 "$BF16_LEFT"
+  fi
 fi
 
 # --- summary ------------------------------------------------------------------
