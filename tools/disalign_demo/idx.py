@@ -1,9 +1,9 @@
 """Read IDX files, the format of MNIST and Fashion-MNIST.
 
 Task-agnostic (numpy only): the classification data set
-(:mod:`mmdisalign.cls.datasets.fashion_mnist_lt`) and the toy scene builders
-of segmentation (``tools/dataset_converters/fmnist_ade_scenes.py``) and
-detection (:mod:`mmdisalign.det.fmnist_lvis`) all read Fashion-MNIST from
+(``disalign_demo/fashion_mnist_lt.py``) and the toy scene builders of
+segmentation (``tools/dataset_converters/fmnist_ade_scenes.py``) and
+detection (``disalign_demo/fmnist_lvis.py``) all read Fashion-MNIST from
 the gzipped IDX files of the Debian package ``dataset-fashion-mnist``.
 """
 import gzip
