@@ -300,8 +300,9 @@ if [[ $BUILD == 1 && $ENV_OK == 1 ]]; then
       sed -i 's/-std=c++17/-std=c++20/g' "$MMCV_BUILT/setup.py"
       echo "setup.py: -std=c++20 (torch headers need it)"
     fi
-    ncu=$(find "$MMCV_BUILT/mmcv/ops/csrc/pytorch" -name '*.cu' | wc -l)
-    ncpp=$(find "$MMCV_BUILT/mmcv/ops/csrc/pytorch" -name '*.cpp' | wc -l)
+    csrc="$MMCV_BUILT/mmcv/ops/csrc/pytorch"
+    ncu=$(find "$csrc/cuda" -maxdepth 1 -name '*.cu' | wc -l)
+    ncpp=$(find "$csrc" "$csrc/cpu" "$csrc/cuda" -maxdepth 1 -name '*.cpp' | wc -l)
     echo "to compile: $ncpp .cpp + $ncu .cu files with MAX_JOBS=$JOBS" \
       "(about 10 s per .cpp, 30-60 s per .cu on one core)"
   } >> "$OUT/mmcv_build.log" 2>&1
