@@ -14,6 +14,7 @@ helpers of ``tools/disalign_demo`` as the tools scripts do
 """
 import importlib.util
 import os.path as osp
+import re
 import sys
 
 import pytest
@@ -52,3 +53,38 @@ def _import_tool(name: str):
 def load_tool():
     """``load_tool('run_main_job')``: a script of ``tools/`` as a module."""
     return _import_tool
+
+
+_DOC_SNIPPETS = {}
+
+
+def read_doc_snippet(doc: str, name: str) -> str:
+    """The fenced ``python`` block after ``<!-- snippet: NAME -->`` in
+    ``docs/<doc>``."""
+    with open(osp.join(REPO, 'docs', doc)) as f:
+        text = f.read()
+    match = re.search(
+        rf'<!-- snippet: {re.escape(name)} -->\s*```python\n(.*?)```', text,
+        re.S)
+    if match is None:
+        raise LookupError(f'docs/{doc} has no snippet {name!r}')
+    return match.group(1)
+
+
+@pytest.fixture(scope='session')
+def exec_doc_snippet():
+    """``exec_doc_snippet('custom_heads.md', 'cls-stacked')``: run a docs
+    snippet once per session (it registers classes) and return its
+    namespace."""
+
+    def run(doc: str, name: str) -> dict:
+        key = (doc, name)
+        if key not in _DOC_SNIPPETS:
+            namespace = {'__name__': f'docs_snippet_{name}'}
+            code = compile(
+                read_doc_snippet(doc, name), f'docs/{doc}#{name}', 'exec')
+            exec(code, namespace)
+            _DOC_SNIPPETS[key] = namespace
+        return _DOC_SNIPPETS[key]
+
+    return run
