@@ -118,7 +118,7 @@ def shrink(cfg):
 
 
 def test_naming_and_pairs():
-    assert len(STAGE1) == len(STAGE2) == 15
+    assert len(STAGE1) == len(STAGE2) == 16
     basenames = [
         osp.basename(p)
         for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True)
@@ -126,7 +126,7 @@ def test_naming_and_pairs():
     for path in ALL:
         assert basenames.count(osp.basename(path)) == 1, path
         assert re.fullmatch(
-            r'(cascade-)?mask-rcnn_[a-z0-9-]+_fpn'
+            r'(cascade-)?mask-rcnn_[a-z0-9-]+_fpn(_4conv1fc-gn)?'
             r'(_cosine)?_[a-z0-9.-]+_[a-z0-9.-]+'
             r'(_disalign)?\.py', osp.basename(path)), path
     # Every stage-1 config is the load_from of exactly one stage-2 config,
@@ -145,6 +145,11 @@ def test_settings(path):
     name = dataset_of(path)
     num_classes = NUM_CLASSES[name]
     cosine = '_cosine_' in osp.basename(path)
+    # The box head of the stage-1 model (the stage-2 one is its DisAlign
+    # variant).
+    four_conv = '_4conv1fc-gn_' in osp.basename(path)
+    upstream_head = ('Shared4Conv1FCBBoxHead'
+                     if four_conv else 'Shared2FCBBoxHead')
     stage2 = path in STAGE2
     assert 'mmdisalign.det' in cfg.custom_imports.imports
     assert cfg.default_scope == 'mmdet'
@@ -190,8 +195,13 @@ def test_settings(path):
                 type='NormedLinear', tempearture=20, bias=False)
         else:
             assert predictor['type'] == 'Linear'
+        if four_conv:
+            assert head.conv_out_channels == 256
+            assert head.fc_out_channels == 1024
+            assert head.norm_cfg == dict(
+                type='GN', num_groups=32, requires_grad=True)
         if stage2:
-            assert head.type == 'DisAlignShared2FCBBoxHead'
+            assert head.type == 'DisAlign' + upstream_head
             assert head.calibration == dict(
                 type='DisAlignCalibration', init_mode='identity')
             loss = head.loss_cls
@@ -204,7 +214,7 @@ def test_settings(path):
             assert isinstance(loss.class_freq, str)
             assert loss.class_freq.endswith('_train_class_freq.json')
         else:
-            assert head.type == 'Shared2FCBBoxHead'
+            assert head.type == upstream_head
             assert head.loss_cls.type == 'CrossEntropyLoss'
     if stage2:
         # Nothing is downloaded: every weight comes from load_from.
