@@ -43,8 +43,9 @@ class DisAlignConvFCBBoxHeadMixin:
     ``Shared4Conv1FC``, ``ConvFCBBoxHead`` with any convs / FCs per branch
     and users' subclasses alike. The hook is a bound method of the head and
     reads ``self.calibration`` at call time: ``copy.deepcopy`` and pickling
-    re-bind it to the copy, ``state_dict`` is unaffected, DDP and
-    ``torch.compile`` (``fullgraph=True`` too) trace through it. Overriding
+    re-bind it to the copy, ``state_dict`` is unaffected, DDP runs it in
+    the wrapped forward and ``torch.compile`` (``fullgraph=True`` too)
+    traces through it (tests/test_det/test_bbox_head*.py). Overriding
     ``forward`` instead would need the input of ``fc_cls``, which only the
     upstream ``forward`` computes (hence a copy of it), and registering the
     hook per call breaks the compiled graph. Consequence:
