@@ -135,9 +135,11 @@ def _check_file(path: str, filename: str) -> None:
             f'Checkpoint file {filename!r} is empty (0 bytes): the save or '
             'copy that wrote it was interrupted. Write it again or give '
             'another checkpoint.')
-    if not zipfile.is_zipfile(path):
-        with open(path, 'rb') as file:
-            head = file.read(16)
+    with open(path, 'rb') as file:
+        head = file.read(16)
+    # A damaged end of the archive makes is_zipfile False: the local header
+    # signature at the start still says it is one.
+    if not (head.startswith(b'PK\x03\x04') or zipfile.is_zipfile(path)):
         # torch's legacy (pre-1.6) format starts with a pickle, protocol 2+.
         if head[:1] != b'\x80':
             raise CheckpointReadError(
