@@ -447,3 +447,20 @@ def test_no_crc_checkpoint_loads(tmp_path):
         torch.serialization.set_crc32_options(True)
     assert _load_checkpoint(
         str(path))['state_dict']['w'].tolist() == [0, 1, 2, 3]
+
+
+def test_pretrained_init_loads_runner_checkpoint(runner_checkpoint):
+    """An upstream-style ``init_cfg=dict(type='Pretrained')`` of a Runner
+    checkpoint goes through the same safe loader."""
+    from mmengine.model import BaseModule
+    path, state = runner_checkpoint
+
+    class Net(BaseModule):
+
+        def __init__(self):
+            super().__init__(init_cfg=dict(type='Pretrained', checkpoint=path))
+            self.fc = nn.Linear(4, 2)
+
+    net = Net()
+    net.init_weights()
+    assert torch.equal(net.fc.weight, state['fc.weight'])
