@@ -13,7 +13,7 @@ refused with :class:`UnsafeCheckpointError`, unless the load runs inside
 :func:`trusted_checkpoints` (what ``trust_checkpoint = True`` in a config or
 ``--trust-checkpoint`` of tools/train.py and tools/test.py do). Empty,
 truncated, corrupt (zip CRC-32) and non-checkpoint files stop with
-:class:`CheckpointReadError` naming the file. See docs/checkpoints.md.
+:class:`CheckpointReadError` naming the file. See docs/stage2.md.
 """
 import contextlib
 import contextvars
