@@ -121,6 +121,11 @@ def safe_checkpoint_globals() -> List[Any]:
 def _allow_listed() -> Iterator[None]:
     """Add the allow-list for the block; globals that were already allowed
     (by the user) stay allowed afterwards."""
+    if not hasattr(torch.serialization, 'get_unsafe_globals_in_checkpoint'):
+        raise RuntimeError(
+            'Safe checkpoint loading needs torch >= 2.6 (allow-lists of '
+            f'weights_only loads); torch {torch.__version__} is installed. '
+            f'Upgrade torch. {TRUST_HINT}')
     present = torch.serialization.get_safe_globals()
     missing = [g for g in safe_checkpoint_globals() if g not in present]
     with torch.serialization.safe_globals(missing):
