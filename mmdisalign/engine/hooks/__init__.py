@@ -1,4 +1,5 @@
 """Hooks of mmdisalign, registered in mmengine's root ``HOOKS``."""
+from .checkpoint_check_hook import CheckpointCheckHook
 from .data_size_check_hook import DataSizeCheckHook
 from .freeze_hook import DisAlignFreezeHook
 from .stage2_fastpath_hook import (DisAlignStage2FastPathHook,
@@ -6,6 +7,7 @@ from .stage2_fastpath_hook import (DisAlignStage2FastPathHook,
                                    enable_stage2_fastpath)
 
 __all__ = [
-    'DataSizeCheckHook', 'DisAlignFreezeHook', 'DisAlignStage2FastPathHook',
-    'enable_stage2_fastpath', 'disable_stage2_fastpath'
+    'CheckpointCheckHook', 'DataSizeCheckHook', 'DisAlignFreezeHook',
+    'DisAlignStage2FastPathHook', 'enable_stage2_fastpath',
+    'disable_stage2_fastpath'
 ]
