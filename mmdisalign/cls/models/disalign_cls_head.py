@@ -10,6 +10,7 @@ from mmpretrain.models.heads import (LinearClsHead, StackedLinearClsHead,
 from mmpretrain.registry import MODELS
 
 from mmdisalign.models.calibration_builder import build_calibration
+from mmdisalign.models.losses import GRWCrossEntropyLoss
 
 __all__ = [
     'DisAlignClsHeadMixin', 'DisAlignLinearClsHead',
@@ -77,6 +78,23 @@ class DisAlignClsHeadMixin:
                 f'predicts num_classes={self.num_classes}; give the '
                 'calibration as a config dict without num_classes (the '
                 'head fills it in)')
+        self._check_loss()
+
+    def _check_loss(self) -> None:
+        """Fail early on a GRW loss with the wrong number of classes."""
+        loss = getattr(self, 'loss_module', None)
+        if not isinstance(loss, GRWCrossEntropyLoss):
+            return
+        num_weights = loss.class_weight.numel()
+        if num_weights != self.num_classes:
+            origin = (f"the frequency file '{loss.source}'"
+                      if loss.source else 'class_freq')
+            raise ValueError(
+                f'{type(self).__name__} predicts num_classes='
+                f'{self.num_classes} but its {type(loss).__name__} has '
+                f'{num_weights} class weights from {origin}; use the '
+                'frequency file of the training set of this model (and '
+                'with_background=False)')
 
     def _check_classifier(self) -> torch.Tensor:
         """The classifier weight ``(num_classes, D)``; errors name the head
