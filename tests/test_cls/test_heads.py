@@ -371,3 +371,30 @@ def test_cosine_scale_must_be_positive():
     with pytest.raises(ValueError, match='scale must be positive, got 0'):
         MODELS.build(
             dict(type='CosineClsHead', num_classes=K, in_channels=D, scale=0))
+
+
+def test_bad_calibration_types_in_a_cls_head():
+    with pytest.raises(TypeError, match='must be a config dict'):
+        MODELS.build(
+            dict(
+                type='DisAlignLinearClsHead',
+                num_classes=K,
+                in_channels=D,
+                calibration='DisAlignCalibration'))
+    with pytest.raises(
+            KeyError,
+            match=r"'NoSuchCalibration' is not registered; import "
+            r'mmdisalign'):
+        MODELS.build(
+            dict(
+                type='DisAlignLinearClsHead',
+                num_classes=K,
+                in_channels=D,
+                calibration=dict(type='NoSuchCalibration')))
+    with pytest.raises(TypeError, match='not a mmdisalign BaseCalibration'):
+        MODELS.build(
+            dict(
+                type='DisAlignLinearClsHead',
+                num_classes=K,
+                in_channels=D,
+                calibration=dict(type='LinearClsHead')))
