@@ -47,7 +47,7 @@ def clean_instances():
     Visualizer._instance_dict.clear()
 
 
-def overrides(root, work_dir, iters, lr):
+def overrides(root, work_dir, iters):
     return {
         'work_dir':
         work_dir,
@@ -109,7 +109,7 @@ def test_retinanet_stage1_stage2_end_to_end(tmp_path, load_tool):
 
     # Stage 1: the toy variant of the shipped RetinaNet stage-1 config.
     runner1 = make_runner(STAGE1,
-                          overrides(root, str(tmp_path / 's1'), ITERS1, 0.02),
+                          overrides(root, str(tmp_path / 's1'), ITERS1),
                           'disalign_retina_s1')
     runner1.train()
     ap1 = box_ap(runner1.test())
@@ -122,7 +122,7 @@ def test_retinanet_stage1_stage2_end_to_end(tmp_path, load_tool):
     freq = osp.join(root, 'annotations/lvis_fmnist_train_class_freq.json')
 
     # Stage 2: the toy variant of the shipped RetinaNet stage-2 config.
-    options = overrides(root, str(tmp_path / 's2'), ITERS2, 0.02)
+    options = overrides(root, str(tmp_path / 's2'), ITERS2)
     options.update({
         'load_from': ckpt,
         'model.bbox_head.loss_cls.class_freq': freq
