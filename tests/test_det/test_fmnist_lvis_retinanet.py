@@ -69,8 +69,6 @@ def overrides(root, work_dir, iters):
         iters,
         'default_hooks.logger.interval':
         10,
-        'optim_wrapper.optimizer.lr':
-        lr,
         'param_scheduler': [
             dict(
                 type='LinearLR',
@@ -108,9 +106,8 @@ def test_retinanet_stage1_stage2_end_to_end(tmp_path, load_tool):
     build_fmnist_lvis(root, val_per_class=3, seed=0)
 
     # Stage 1: the toy variant of the shipped RetinaNet stage-1 config.
-    runner1 = make_runner(STAGE1,
-                          overrides(root, str(tmp_path / 's1'), ITERS1),
-                          'disalign_retina_s1')
+    runner1 = make_runner(STAGE1, overrides(root, str(tmp_path / 's1'),
+                                            ITERS1), 'disalign_retina_s1')
     runner1.train()
     ap1 = box_ap(runner1.test())
     ckpt = str(tmp_path / 's1' / f'iter_{ITERS1}.pth')
