@@ -151,7 +151,7 @@ def test_retinanet_stage1_stage2_end_to_end(tmp_path, load_tool):
 
     print('\nRetinaNet toy box AP (%)', ' '.join(KEYS))
     for name, ap in (('stage 1', ap1), ('stage 2', ap2)):
-        print(f'{name:8s}', ' '.join(f'{100 * ap[k]:5.1f}' for k in KEYS))
+        print(f'{name:8s}', ' '.join(f'{100 * ap[k]:5.2f}' for k in KEYS))
     for ap in (ap1, ap2):
         assert all(0.0 <= ap[k] <= 1.0 for k in KEYS), ap
     assert ap1 != ap2  # the calibration changed the scores
@@ -161,6 +161,9 @@ def test_retinanet_stage1_stage2_end_to_end(tmp_path, load_tool):
             assert abs(ap[key] - expected[key]) <= TOLERANCE, (key, ap)
 
 
-AP1 = dict(AP=0.0, APr=0.0, APc=0.0, APf=0.0)
-AP2 = dict(AP=0.0, APr=0.0, APc=0.0, APf=0.0)
-TOLERANCE = 0.05
+# Box AP of seed 0 with one thread (LVIS rounds to 3 decimals); the
+# tolerance covers other BLAS builds. Few iterations: far from converged
+# (2000 + 500 iterations: docs/det.md).
+AP1 = dict(AP=0.017, APr=0.0, APc=0.032, APf=0.002)
+AP2 = dict(AP=0.004, APr=0.0, APc=0.008, APf=0.002)
+TOLERANCE = 0.005
