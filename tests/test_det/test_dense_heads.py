@@ -414,3 +414,17 @@ def test_calibration_for_another_class_count():
                 RETINA,
                 type='DisAlignRetinaHead',
                 calibration=dict(type='DisAlignCalibration', num_classes=3)))
+
+
+def test_deepcopy_calibrates_with_its_own_calibration():
+    """The hook is bound to its head: a copy (EMA, TTA) uses its own."""
+    _, head, _ = build_pair('RetinaHead')
+    clone = copy.deepcopy(head)
+    with torch.no_grad():
+        clone.calibration.beta.fill_(1.0)
+        x = feats()[0]
+        out = head.forward_single(x)[0]
+        out_clone = clone.forward_single(x)[0]
+        sigma = torch.sigmoid(
+            clone.calibration.confidence(clone.cls_convs[0](x)))
+    torch.testing.assert_close(out_clone, out + sigma)
