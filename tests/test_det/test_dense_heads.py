@@ -428,3 +428,20 @@ def test_deepcopy_calibrates_with_its_own_calibration():
         sigma = torch.sigmoid(
             clone.calibration.confidence(clone.cls_convs[0](x)))
     torch.testing.assert_close(out_clone, out + sigma)
+
+
+def test_dense_calibration_with_anchor_dim():
+    """(N, K, A, H, W) logits == each anchor's (N, K, H, W) slice
+    calibrated alone with the same per-location sigma."""
+    from mmdisalign.models.calibration import DisAlignCalibration
+    calib = DisAlignCalibration(4, 6, dense=True)
+    randomize(calib, 5)
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 4, 3, 5, 5, generator=g)
+    x = torch.randn(2, 6, 5, 5, generator=g)
+    with torch.no_grad():
+        out = calib(logits, x)
+        for a in range(3):
+            torch.testing.assert_close(out[:, :, a], calib(logits[:, :, a], x))
+    with pytest.raises(ValueError, match=r'spatial size \(4, 4\) does not'):
+        calib(logits, torch.zeros(2, 6, 4, 4))
