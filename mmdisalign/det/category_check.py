@@ -2,6 +2,8 @@
 categories (mmdet would silently read an extra label as background)."""
 from typing import Any, List, Optional, Sequence
 
+from mmdet.models.dense_heads import RPNHead
+from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmdet.models.roi_heads.bbox_heads import BBoxHead
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.registry import HOOKS
@@ -77,8 +79,11 @@ class DisAlignCategoryCheckHook(Hook):
             return
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
+        # Class heads: RoI box / mask heads and one-stage heads (the RPN
+        # scores objectness only).
         heads = [(name, module) for name, module in model.named_modules()
-                 if isinstance(module, (BBoxHead, FCNMaskHead))]
+                 if isinstance(module, (BBoxHead, FCNMaskHead, BaseDenseHead))
+                 and not isinstance(module, RPNHead)]
         for inner in unwrap_datasets(dataset):
             cat_ids = dataset_category_ids(inner)
             if cat_ids is None:

@@ -185,8 +185,9 @@ class DisAlignCalibration(BaseCalibration):
 
     Args:
         in_channels (int): Channels ``C`` of the feature.
-        dense (bool): ``(N, C, H, W)`` inputs and a 1x1 conv.
-            Defaults to False.
+        dense (bool): ``(N, C, H, W)`` inputs and a 1x1 conv; the logits
+            are ``(N, K, H, W)`` or ``(N, K, A, H, W)`` (``A`` anchors per
+            location sharing one sigma). Defaults to False.
         init_mode (str): ``'identity'`` or ``'reference_cls'``.
             Defaults to 'identity'.
         normalize_feature (bool): Sigma from the L2-normalised feature, as
@@ -308,7 +309,9 @@ class DisAlignCalibration(BaseCalibration):
                              'call it as calibration(logits, feats)')
         dims, mode = (4, 'dense=True') if self.dense else (2, 'dense=False')
         shape = '(N, K, H, W)' if self.dense else '(N, K)'
-        if logits.dim() != dims:
+        # Dense logits may carry extra dims before H, W (the anchors of a
+        # one-stage detector): (N, K, A, H, W), sigma shared over them.
+        if logits.dim() != dims and not (self.dense and logits.dim() > 4):
             hint = ('use dense=False for (N, K) logits' if self.dense else
                     'set dense=True for dense (N, K, H, W) logits')
             raise ValueError(f'{name}({mode}) expects logits {shape}, but '
@@ -321,10 +324,10 @@ class DisAlignCalibration(BaseCalibration):
             raise ValueError(
                 f'{name}: feats batch size {feats.shape[0]} does not match '
                 f'logits batch size {logits.shape[0]}')
-        if self.dense and feats.shape[2:] != logits.shape[2:]:
+        if self.dense and feats.shape[2:] != logits.shape[-2:]:
             raise ValueError(
                 f'{name}: feats spatial size {tuple(feats.shape[2:])} does '
-                f'not match logits spatial size {tuple(logits.shape[2:])}; '
+                f'not match logits spatial size {tuple(logits.shape[-2:])}; '
                 'compute the calibration at the resolution of the logits '
                 '(no interpolation is done here)')
 
@@ -337,7 +340,11 @@ class DisAlignCalibration(BaseCalibration):
     def get_terms(self, logits: Tensor, feats: Optional[Tensor],
                   **kwargs) -> CalibTerms:
         self._check_feats(logits, feats)
-        return self.alpha, self.beta, self.get_confidence(feats)
+        sigma = self.get_confidence(feats)
+        if sigma.dim() < logits.dim():  # (N, 1, H, W) -> (N, 1, 1.., H, W)
+            sigma = sigma.view(sigma.shape[:2] + (1, ) * (logits.dim() - 4) +
+                               sigma.shape[2:])
+        return self.alpha, self.beta, sigma
 
     def extra_repr(self) -> str:
         return (f'{super().extra_repr()}, in_channels={self.in_channels}, '
