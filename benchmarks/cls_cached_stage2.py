@@ -32,8 +32,8 @@ process plus that of its finished child processes: inductor's C++
 compiler runs, in this process with ``TORCHINDUCTOR_COMPILE_THREADS=1``,
 set here unless set). With 0 data workers and 1 torch thread (the
 defaults) every path runs in this one thread, so on an idle machine the
-two agree; on a shared machine the wall-clock times also hold the waits for the other jobs, and
-the CPU-time ratios are the steadier measure.
+two agree; on a shared machine the wall-clock times also hold the waits
+for the other jobs, and the CPU-time ratios are the steadier measure.
 
 Usage::
 
