@@ -16,6 +16,7 @@ from mmengine.registry import MODELS, WEIGHT_INITIALIZERS
 from torch import Tensor
 
 from mmdisalign.utils.class_freq import load_class_freq
+from .precision import autocast_enabled, fp32_region, to_fp32
 
 __all__ = [
     'BaseCalibration', 'DisAlignCalibration', 'LWSCalibration',
@@ -147,7 +148,8 @@ class BaseCalibration(BaseModule):
                 :class:`TauNormCalibration`; others ignore them.
 
         Returns:
-            Tensor: Calibrated logits of the same shape.
+            Tensor: Calibrated logits of the same shape; under autocast
+            computed and returned in float32.
         """
         if logits.dim() < 2:
             raise ValueError(
@@ -164,6 +166,13 @@ class BaseCalibration(BaseModule):
                 f'{type(self).__name__} expected {self.num_logits} logit '
                 f'columns{extra} on dim 1, but got {logits.shape[1]} '
                 f'(logits shape {tuple(logits.shape)})')
+        if autocast_enabled(logits.device.type):
+            # Mixed precision: sigma, the scale and the margin in float32
+            # (docs/performance.md); the calibrated logits are float32.
+            with fp32_region(logits):
+                logits, feats = to_fp32(logits), to_fp32(feats)
+                return self.calibrate(logits,
+                                      *self.get_terms(logits, feats, **kwargs))
         return self.calibrate(logits, *self.get_terms(logits, feats, **kwargs))
 
     def extra_repr(self) -> str:

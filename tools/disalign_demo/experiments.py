@@ -202,13 +202,16 @@ def train_stage2_cached(cfg,
                         cache_dir: str,
                         passes: int = 1,
                         augment: bool = True,
-                        dtype: str = 'float32') -> dict:
+                        dtype: str = 'float32',
+                        compile: bool = True) -> dict:
     """Extract the features (unless ``cache_dir`` holds a cache), train.
 
     The extraction is ``tools/cache_features.py`` on the image config
     ``cfg`` (``passes`` passes over the training set, with the training
-    augmentation if ``augment``); the training is ``Runner.train`` with the
-    cached-feature config ``cached_cfg`` reading ``cache_dir``.
+    augmentation if ``augment``; the backbone and neck compiled by
+    ``torch.compile`` unless ``compile=False``); the training is
+    ``Runner.train`` with the cached-feature config ``cached_cfg`` reading
+    ``cache_dir``.
 
     Returns:
         dict: ``extraction`` (the cache's meta data, None if the cache
@@ -221,7 +224,12 @@ def train_stage2_cached(cfg,
     extraction = None
     if not osp.isfile(osp.join(cache_dir, 'meta.json')):
         extraction = cache_features(
-            cfg, cache_dir, passes=passes, augment=augment, dtype=dtype)
+            cfg,
+            cache_dir,
+            passes=passes,
+            augment=augment,
+            dtype=dtype,
+            compile=compile)
     cached_cfg = copy.deepcopy(cached_cfg)
     cached_cfg.train_dataloader.dataset.cache_dir = cache_dir
     t0 = time.perf_counter()
@@ -241,12 +249,14 @@ def run_stage2_cached(name: str,
                       passes: int = 1,
                       augment: bool = True,
                       cache_dir: Optional[str] = None,
-                      who: str = 'main job') -> Tuple[dict, str, float]:
+                      who: str = 'main job',
+                      compile: bool = True) -> Tuple[dict, str, float]:
     """Stage 2 on cached features of the frozen stage 1, then the test.
 
     :func:`train_stage2_cached` (extraction into ``cache_dir``, by default
-    ``<work_dir>/feature_cache``, then the Runner with ``cached_cfg``), and
-    the checkpoint tested on images with the image config ``cfg``.
+    ``<work_dir>/feature_cache``, compiled unless ``compile=False``, then
+    the Runner with ``cached_cfg``), and the checkpoint tested on images
+    with the image config ``cfg``.
 
     Returns:
         tuple: ``(test metrics, checkpoint, seconds of extraction and
@@ -263,7 +273,8 @@ def run_stage2_cached(name: str,
         cached_cfg,
         cache_dir or osp.join(cached_cfg.work_dir, 'feature_cache'),
         passes=passes,
-        augment=augment)
+        augment=augment,
+        compile=compile)
     t_train = time.time() - t0
     extraction = result['extraction']
     extracted = (f'extracted in {extraction["seconds"]:.0f} s, '

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from mmdisalign.utils.class_freq import (ClassFreqType, grw_weights,
                                          load_class_freq)
+from ..precision import fp32_region, to_fp32
 
 __all__ = ['GRWCrossEntropyLoss']
 
@@ -162,8 +163,20 @@ class GRWCrossEntropyLoss(nn.Module):
                 Defaults to None.
 
         Returns:
-            Tensor: A scalar, or per-element losses for ``'none'``.
+            Tensor: A scalar, or per-element losses for ``'none'``; float32
+            for float16 / bfloat16 scores or under autocast.
         """
+        # Mixed precision: log-softmax, class weights and reduction in
+        # float32 (docs/performance.md); float32 / float64 scores outside
+        # autocast go through unchanged.
+        with fp32_region(cls_score):
+            return self._forward(
+                to_fp32(cls_score), label, weight, avg_factor,
+                reduction_override, ignore_index)
+
+    def _forward(self, cls_score, label, weight, avg_factor,
+                 reduction_override, ignore_index) -> Tensor:
+        """:meth:`forward` in the precision of ``cls_score``."""
         reduction = reduction_override or self.reduction
         if reduction not in _REDUCTIONS:
             raise ValueError(f'reduction_override must be one of '
