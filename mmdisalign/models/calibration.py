@@ -4,6 +4,7 @@ See docs/calibration.md.
 """
 import copy
 import math
+import os
 import weakref
 from collections import OrderedDict
 from typing import Optional, Sequence, Tuple, Union
@@ -30,6 +31,13 @@ def is_calibration(module: nn.Module) -> bool:
     return isinstance(module, BaseCalibration)
 
 
+def _mark_loaded(module: 'BaseCalibration', incompatible_keys) -> None:
+    """``load_state_dict`` post-hook: the model got weights from a
+    checkpoint (``load_from``, ``resume``); check the next training step."""
+    module.loaded_weights = True
+    module._training_checked = False
+
+
 def _finite(name: str, value: float) -> float:
     value = float(value)
     if not math.isfinite(value):
@@ -52,13 +60,29 @@ class BaseCalibration(BaseModule):
             indices allowed) that pass through unchanged. Defaults to ().
         init_cfg (dict | list[dict], optional): mmengine init config.
             Defaults to None.
+        joint_training (bool): The whole network is meant to train with
+            this calibration after loading a checkpoint, without
+            ``DisAlignFreezeHook``. Otherwise the first training step after
+            a checkpoint was loaded stops when anything before the
+            calibration trains and the hook did not plan it (stage 2
+            without the hook would fine-tune the whole stage-1 network).
+            Defaults to False.
     """
 
     def __init__(self,
                  num_classes: int,
                  uncalibrated_columns: Sequence[int] = (),
-                 init_cfg: Optional[Union[dict, list]] = None) -> None:
+                 init_cfg: Optional[Union[dict, list]] = None,
+                 joint_training: bool = False) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.joint_training = bool(joint_training)
+        #: Set when a state dict was loaded into a model holding this
+        #: module; then the first training step is checked.
+        self.loaded_weights = False
+        #: Set by DisAlignFreezeHook once it decided what trains.
+        self.freeze_planned = False
+        self._training_checked = False
+        self.register_load_state_dict_post_hook(_mark_loaded)
         if num_classes < 1:
             raise ValueError(
                 f'num_classes must be >= 1, but got {num_classes}')
@@ -164,7 +188,42 @@ class BaseCalibration(BaseModule):
                 f'{type(self).__name__} expected {self.num_logits} logit '
                 f'columns{extra} on dim 1, but got {logits.shape[1]} '
                 f'(logits shape {tuple(logits.shape)})')
+        if self.training and not self._training_checked:
+            self._check_training(logits, feats)
         return self.calibrate(logits, *self.get_terms(logits, feats, **kwargs))
+
+    def _check_training(self, logits: Tensor, feats: Optional[Tensor]) -> None:
+        """Once per loaded checkpoint, at the first training step (Python
+        flags only, no host-device sync): stop a stage 2 that would train
+        the network before the calibration because DisAlignFreezeHook is
+        missing."""
+        if not torch.is_grad_enabled():
+            return
+        self._training_checked = True
+        if (not self.loaded_weights or self.joint_training
+                or self.freeze_planned
+                or not any(p.requires_grad for p in self.parameters())):
+            return
+        upstream = [
+            name for name, tensor in (('logits', logits), ('feats', feats))
+            if tensor is not None and tensor.requires_grad
+        ]
+        if not upstream:
+            return
+        name = type(self).__name__
+        raise ValueError(
+            f'{name}: the model was loaded from a checkpoint (load_from / '
+            'resume) and trains with the network before the calibration '
+            f'trainable (its {" and ".join(upstream)} require grad), but no '
+            'DisAlignFreezeHook froze it: this stage 2 would fine-tune the '
+            'whole stage-1 network. Add the hook to the config: '
+            "custom_hooks = [dict(type='DisAlignFreezeHook')] (the "
+            'shipped stage-2 schedules in configs/<task>/_base_/schedules/ '
+            'have it; a config that sets custom_hooks replaces that list, '
+            "so extend it: custom_hooks = _base_.custom_hooks + [...]). If "
+            'the whole network is meant to train with the calibration, say '
+            f"so: calibration=dict(type='{name}', ..., "
+            'joint_training=True). See docs/stage2.md.')
 
     def extra_repr(self) -> str:
         s = f'num_classes={self.num_classes}'
@@ -220,8 +279,10 @@ class DisAlignCalibration(BaseCalibration):
                  alpha_init: Optional[float] = None,
                  beta_init: Optional[float] = None,
                  confidence_init: Optional[dict] = None,
-                 init_cfg: Optional[Union[dict, list]] = None) -> None:
-        super().__init__(num_classes, uncalibrated_columns, init_cfg)
+                 init_cfg: Optional[Union[dict, list]] = None,
+                 joint_training: bool = False) -> None:
+        super().__init__(num_classes, uncalibrated_columns, init_cfg,
+                         joint_training)
         if in_channels < 1:
             raise ValueError(
                 f'in_channels must be >= 1, but got {in_channels}')
@@ -358,8 +419,10 @@ class LWSCalibration(BaseCalibration):
                  num_classes: int,
                  uncalibrated_columns: Sequence[int] = (),
                  alpha_init: float = 0.0,
-                 init_cfg: Optional[Union[dict, list]] = None) -> None:
-        super().__init__(num_classes, uncalibrated_columns, init_cfg)
+                 init_cfg: Optional[Union[dict, list]] = None,
+                 joint_training: bool = False) -> None:
+        super().__init__(num_classes, uncalibrated_columns, init_cfg,
+                         joint_training)
         self.alpha_init = _finite('alpha_init', alpha_init)
         self.alpha = nn.Parameter(torch.full((num_classes, ), self.alpha_init))
 
@@ -464,6 +527,12 @@ class LogitAdjustCalibration(BaseCalibration):
                 class_freq, num_classes=num_classes, key=class_freq_key))
         margin = -self.tau * (freq / freq.sum()).log()
         self.register_buffer('margin', margin.float(), persistent=False)
+        if isinstance(class_freq, dict):
+            class_freq = class_freq.get('file')
+        #: The class-frequency file read (ClassFreqCheckHook checks its
+        #: class order), or None for a list.
+        self.class_freq_file = os.fspath(class_freq) if isinstance(
+            class_freq, (str, os.PathLike)) else None
 
     def get_terms(self, logits: Tensor, feats: Optional[Tensor],
                   **kwargs) -> CalibTerms:

@@ -157,6 +157,12 @@ class GRWCrossEntropyLoss(nn.Module):
             f'this frequency profile (max/min count '
             f'{freqs.max() / freqs.min():.4g}) is {max_grw_rho(freqs):g}.')
 
+    @property
+    def class_freq_file(self) -> Optional[str]:
+        """The class-frequency file read (ClassFreqCheckHook checks its
+        class order), or None for a list."""
+        return self.source
+
     def extra_repr(self) -> str:
         text = (f'num_classes={self.num_classes}, rho={self.rho}, '
                 f'avg_mode={self.avg_mode!r}, reduction={self.reduction!r}, '
