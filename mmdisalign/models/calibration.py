@@ -193,30 +193,37 @@ class BaseCalibration(BaseModule):
         return self.calibrate(logits, *self.get_terms(logits, feats, **kwargs))
 
     def _check_training(self, logits: Tensor, feats: Optional[Tensor]) -> None:
-        """Once per loaded checkpoint, at the first training step (Python
-        flags only, no host-device sync): stop a stage 2 that would train
-        the network before the calibration because DisAlignFreezeHook is
-        missing."""
-        if not torch.is_grad_enabled():
+        """Stop a stage 2 that trains the network before the calibration
+        because DisAlignFreezeHook is missing: after a checkpoint was
+        loaded, unless the hook planned what trains or ``joint_training``
+        says so, the first backward pass that reaches the inputs of the
+        calibration raises. Python flags and an autograd hook only, no
+        host-device sync; a forward without backward (evaluation in
+        training mode) is not refused.
+        """
+        if (not torch.is_grad_enabled() or not self.loaded_weights
+                or self.joint_training or self.freeze_planned):
             return
-        self._training_checked = True
-        if (not self.loaded_weights or self.joint_training
-                or self.freeze_planned
-                or not any(p.requires_grad for p in self.parameters())):
+        if not any(p.requires_grad for p in self.parameters()):
+            self._training_checked = True  # post-hoc: nothing to train
             return
-        upstream = [
-            name for name, tensor in (('logits', logits), ('feats', feats))
-            if tensor is not None and tensor.requires_grad
-        ]
+        upstream = [(name, tensor)
+                    for name, tensor in (('logits', logits), ('feats', feats))
+                    if tensor is not None and tensor.requires_grad]
         if not upstream:
+            self._training_checked = True  # the network before is frozen
             return
+        names = ' and '.join(name for name, _ in upstream)
+        upstream[0][1].register_hook(lambda grad: self._refuse_training(names))
+
+    def _refuse_training(self, names: str) -> None:
         name = type(self).__name__
         raise ValueError(
             f'{name}: the model was loaded from a checkpoint (load_from / '
             'resume) and trains with the network before the calibration '
-            f'trainable (its {" and ".join(upstream)} require grad), but no '
-            'DisAlignFreezeHook froze it: this stage 2 would fine-tune the '
-            'whole stage-1 network. Add the hook to the config: '
+            f'(its {names} require grad), but no DisAlignFreezeHook froze '
+            'it: this stage 2 would fine-tune the whole stage-1 network. '
+            'Add the hook to the config: '
             "custom_hooks = [dict(type='DisAlignFreezeHook')] (the "
             'shipped stage-2 schedules in configs/<task>/_base_/schedules/ '
             'have it; a config that sets custom_hooks replaces that list, '

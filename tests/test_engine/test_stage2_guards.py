@@ -28,7 +28,7 @@ def test_loaded_calibration_without_freeze_hook_stops(tmp_path, stage1):
     message = str(info.value)
     assert message.startswith('DisAlignCalibration: the model was loaded '
                               'from a checkpoint')
-    assert 'its logits and feats require grad' in message
+    assert '(its logits and feats require grad)' in message
     assert "custom_hooks = [dict(type='DisAlignFreezeHook')]" in message
     assert 'joint_training=True' in message
     # It stopped at the first step: no checkpoint.

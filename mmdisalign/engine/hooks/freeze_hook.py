@@ -252,8 +252,10 @@ class DisAlignFreezeHook(Hook):
         stage-1 weights, set norm modes, re-wrap DDP."""
         wrapped = is_model_wrapper(runner.model)
         model = runner.model.module if wrapped else runner.model
-        check_class_freq_files(model, runner.train_dataloader.dataset, 'train',
-                               runner.logger)
+        dataset = getattr(
+            getattr(runner, 'train_dataloader', None), 'dataset', None)
+        if dataset is not None:
+            check_class_freq_files(model, dataset, 'train', runner.logger)
         plan = plan_freeze(model, self.trainable)
         frozen = set(plan.frozen)
         wrong = [k for k in self.reinitialized if k in frozen]
