@@ -33,7 +33,7 @@ def is_calibration(module: nn.Module) -> bool:
 
 def _mark_loaded(module: 'BaseCalibration', incompatible_keys) -> None:
     """``load_state_dict`` post-hook: the model got weights from a
-    checkpoint (``load_from``, ``resume``); check the next training step."""
+    checkpoint (``load_from``, ``resume``); check the next training."""
     module.loaded_weights = True
     module._training_checked = False
 
@@ -62,11 +62,11 @@ class BaseCalibration(BaseModule):
             Defaults to None.
         joint_training (bool): The whole network is meant to train with
             this calibration after loading a checkpoint, without
-            ``DisAlignFreezeHook``. Otherwise the first training step after
-            a checkpoint was loaded stops when anything before the
-            calibration trains and the hook did not plan it (stage 2
-            without the hook would fine-tune the whole stage-1 network).
-            Defaults to False.
+            ``DisAlignFreezeHook``. Otherwise, after a checkpoint was
+            loaded, the first backward pass into the network before the
+            calibration stops the run unless the hook decided what trains
+            (stage 2 without the hook would fine-tune the whole stage-1
+            network). Defaults to False.
     """
 
     def __init__(self,
@@ -77,7 +77,7 @@ class BaseCalibration(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.joint_training = bool(joint_training)
         #: Set when a state dict was loaded into a model holding this
-        #: module; then the first training step is checked.
+        #: module; then training is checked (:meth:`_check_training`).
         self.loaded_weights = False
         #: Set by DisAlignFreezeHook once it decided what trains.
         self.freeze_planned = False
