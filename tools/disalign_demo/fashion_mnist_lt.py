@@ -305,6 +305,15 @@ def build_fashion_mnist_lt(out_dir: str,
         val_per_class if max_per_class is None else int(max_per_class))
     counts = long_tail_counts(n_max, num_classes, ratio)
     picked = sample_long_tail(train_labels, counts, seed, val_per_class)
+    if num_classes > 1 and n_max / ratio < 1 - 1e-6:
+        raise ValueError(
+            f'ratio {ratio:g} with {n_max} images in the largest class asks '
+            f'for {n_max / ratio:.3g} image(s) in the smallest: counts would '
+            f'be clamped to 1 and the real ratio would be '
+            f'{counts[0] / counts[-1]:g} ({counts[0]} / {counts[-1]}), not '
+            f'{ratio:g}. Use a ratio (--ratio) of at most {n_max} or at '
+            f'least {int(np.ceil(ratio - 1e-6))} images in the largest class '
+            '(--max-per-class)')
     if test_per_class is None:
         test_idx = np.arange(len(test_labels))
     else:
