@@ -22,7 +22,7 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import ConfigDict
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -31,8 +31,10 @@ try:
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmdisalign
+
 from mmdisalign.engine.dist import setup_cpu_dist
 from mmdisalign.engine.hooks import DataSizeCheckHook
+from mmdisalign.utils.config import CfgOptionsAction, load_config
 
 PICKLE_SUFFIXES = ('.pkl', '.pickle')
 
@@ -68,7 +70,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override settings of the config, as key=value pairs merged '
         'into it, e.g. test_dataloader.batch_size=4')
     parser.add_argument(
@@ -172,7 +174,7 @@ def _add_dump_metric(runner, cfg, out):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg = merge_args(cfg, args)
     setup_cpu_dist(cfg)
     if 'runner_type' not in cfg:
