@@ -17,7 +17,9 @@ Every model is tested on the balanced test set with the config's
 ``LongTailAccuracy``; the tool prints overall / many / medium / few top-1 of
 every method as mean ± standard deviation over the seeds (and per seed)
 and writes ``results.json`` / ``results.md`` to the work dir. Finished
-runs are reused when the tool is started again with the same work dir.
+runs are reused when the tool is started again with the same work dir (a
+work dir holding runs of another data set or other thresholds is refused,
+not overwritten).
 
 ``--data-root`` and the many / medium / few thresholds work as in
 ``tools/run_main_job.py``: any valid long-tail list data set is used as it
@@ -97,15 +99,31 @@ def parse_args(argv=None):
     return args
 
 
-def _done(path: str):
-    if osp.isfile(path):
-        with open(path) as f:
-            return json.load(f)
-    return None
+def _done(path: str, setup: dict):
+    """The saved result of a finished run, None if there is none.
+
+    A result of another data set or other thresholds (``setup``) is not
+    reused, and not replaced either: the tool stops and names the
+    differences.
+    """
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        found = json.load(f)
+    # results written before the setup was recorded: Fashion-MNIST-LT
+    saved = found.get('setup', setup)
+    if saved != setup:
+        diff = ', '.join(f'{k}: {saved.get(k)!r} there, {setup.get(k)!r} now'
+                         for k in sorted(set(saved) | set(setup))
+                         if saved.get(k) != setup.get(k))
+        raise ValueError(
+            f'{path} is the result of another run setup ({diff}); use '
+            'another --work-dir (nothing was overwritten)')
+    return found
 
 
 def _save(result_file: str, method: str, seed: int, config: str, ckpt: str,
-          metrics: dict, t0: float) -> dict:
+          metrics: dict, t0: float, setup: dict) -> dict:
     """Write (and return) the result record of one run."""
     result = dict(
         method=method,
@@ -116,7 +134,8 @@ def _save(result_file: str, method: str, seed: int, config: str, ckpt: str,
             k: float(v)
             for k, v in metrics.items()
         },
-        seconds=round(time.time() - t0, 1))
+        seconds=round(time.time() - t0, 1),
+        setup=setup)
     os.makedirs(osp.dirname(result_file), exist_ok=True)
     with open(result_file, 'w') as f:
         json.dump(result, f, indent=1)
@@ -129,7 +148,7 @@ def run_method(method: str, seed: int, seed_dir: str, stage1_ckpt: str, args,
     config, how, _ = METHODS[method]
     work_dir = osp.join(seed_dir, method)
     result_file = osp.join(work_dir, 'result.json')
-    found = _done(result_file)
+    found = _done(result_file, args.setup)
     if found is not None:
         log(f'seed {seed} {method}: reusing {result_file}', WHO)
         return found
@@ -163,7 +182,8 @@ def run_method(method: str, seed: int, seed_dir: str, stage1_ckpt: str, args,
             passes=1,
             augment=True,
             who=WHO)
-    return _save(result_file, method, seed, config, ckpt, metrics, t0)
+    return _save(result_file, method, seed, config, ckpt, metrics, t0,
+                 args.setup)
 
 
 def run_seed(seed: int, args, data: dict) -> dict:
@@ -171,14 +191,14 @@ def run_seed(seed: int, args, data: dict) -> dict:
     seed_dir = osp.join(args.work_dir, f'seed{seed}')
     stage1_dir = osp.join(seed_dir, 'stage1')
     result_file = osp.join(stage1_dir, 'result.json')
-    stage1 = _done(result_file)
+    stage1 = _done(result_file, args.setup)
     if stage1 is None:
         cfg = stage_config(STAGE1_CONFIG, data, stage1_dir, seed, args.quick,
                            **args.stage_options)
         t0 = time.time()
         metrics, ckpt, _ = run_stage(f'seed {seed} stage 1', cfg, WHO)
         stage1 = _save(result_file, 'stage1', seed, STAGE1_CONFIG, ckpt,
-                       metrics, t0)
+                       metrics, t0, args.setup)
     else:
         log(f'seed {seed} stage 1: reusing {result_file}', WHO)
     results = {}
@@ -212,6 +232,12 @@ def main(argv=None) -> dict:
     data = build_data(data_root, args.quick, WHO, layout=exp.data_layout(args))
     many_thr, few_thr = exp.data_thresholds(data, args.many_threshold,
                                             args.few_threshold, WHO)
+    args.setup = dict(
+        data_root=data_root,
+        train_list=data['train_list'],
+        test_list=data['test_list'],
+        many_thr=many_thr,
+        few_thr=few_thr)
     args.stage_options = dict(
         workers=args.workers,
         many_thr=many_thr,

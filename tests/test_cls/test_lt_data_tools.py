@@ -47,6 +47,17 @@ def _snapshot(root):
     return out
 
 
+def _main(load_tool, tool, argv):
+    """``tools/<tool>.py`` main(argv); the working dir and loggers are
+    restored (the tools chdir to the repository)."""
+    cwd = os.getcwd()
+    try:
+        return load_tool(tool).main(argv)
+    finally:
+        os.chdir(cwd)
+        MMLogger._instance_dict.clear()
+
+
 def test_derived_thresholds_of_fashion_mnist_lt():
     counts = fm.long_tail_counts(6000, 10, 100)
     assert derive_thresholds(counts) == (1000.0, 200.0)
@@ -200,16 +211,11 @@ def test_main_job_on_a_user_data_set(tmp_path, src, load_tool, capsys):
     os.remove(root / 'meta.json')
     os.rename(root / 'fashion_mnist_lt_train.txt', root / 'train.txt')
     before = _snapshot(root)
-    cwd = os.getcwd()
-    try:
-        results = load_tool('run_main_job').main([
-            '--quick', '--data-root',
-            str(root), '--train-list', 'train.txt', '--work-dir',
-            str(tmp_path / 'job')
-        ])
-    finally:
-        os.chdir(cwd)
-        MMLogger._instance_dict.clear()
+    results = _main(load_tool, 'run_main_job', [
+        '--quick', '--data-root',
+        str(root), '--train-list', 'train.txt', '--work-dir',
+        str(tmp_path / 'job')
+    ])
     assert _snapshot(root) == before
     assert results['train_counts'] == [30, 15, 7, 3]
     assert (results['many_thr'], results['few_thr']) == (10.0, 5.0)
@@ -229,25 +235,34 @@ def test_main_job_on_a_user_data_set(tmp_path, src, load_tool, capsys):
 def test_compare_baselines_on_a_user_data_set(tmp_path, src, load_tool):
     root = _user_set(tmp_path, src)
     before = _snapshot(root)
-    cwd = os.getcwd()
-    try:
-        results = load_tool('compare_baselines').main([
-            '--quick', '--seeds', '0', '--methods', 'stage1,logit-adjust',
-            '--data-root',
-            str(root), '--many-threshold', '20', '--few-threshold', '5',
-            '--work-dir',
-            str(tmp_path / 'cmp')
-        ])
-    finally:
-        os.chdir(cwd)
-        MMLogger._instance_dict.clear()
+    results = _main(load_tool, 'compare_baselines', [
+        '--quick', '--seeds', '0', '--methods', 'stage1,logit-adjust',
+        '--data-root',
+        str(root), '--many-threshold', '20', '--few-threshold', '5',
+        '--work-dir',
+        str(tmp_path / 'cmp')
+    ])
     assert _snapshot(root) == before
     assert (results['many_thr'], results['few_thr']) == (20.0, 5.0)
     rows = json.loads((tmp_path / 'cmp' / 'seed0' / 'logit-adjust' / 'eval' /
                        'per_class_accuracy.json').read_text())['classes']
     assert [r['group'] for r in rows] == ['many', 'medium', 'medium', 'few']
+    # the same work dir with other thresholds: refused, results kept
+    saved = (tmp_path / 'cmp' / 'seed0' / 'stage1' / 'result.json').read_text()
+    with pytest.raises(
+            ValueError,
+            match=r'result of another run setup \(few_thr: 5\.0 '
+            r'there, 4\.0 now\); use another --work-dir'):
+        _main(load_tool, 'compare_baselines', [
+            '--quick', '--seeds', '0', '--methods', 'stage1', '--data-root',
+            str(root), '--many-threshold', '20', '--few-threshold', '4',
+            '--work-dir',
+            str(tmp_path / 'cmp')
+        ])
+    assert (tmp_path / 'cmp' / 'seed0' / 'stage1' /
+            'result.json').read_text() == saved
     with pytest.raises(ValueError, match="leave the 'many' group empty"):
-        load_tool('compare_baselines').main([
+        _main(load_tool, 'compare_baselines', [
             '--quick', '--seeds', '0', '--data-root',
             str(root), '--many-threshold', '40', '--work-dir',
             str(tmp_path / 'cmp2')
