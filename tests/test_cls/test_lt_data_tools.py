@@ -108,7 +108,7 @@ def test_builder_refuses_other_data(tmp_path, src):
     (other / 'notes.txt').write_text('mine')
     with pytest.raises(
             FileExistsError, match=r"not empty .* e\.g\. 'notes\.txt'"):
-        fm.build_fashion_mnist_lt(str(other), src_dir=src)
+        fm.build_fashion_mnist_lt(str(other), ratio=8, src_dir=src)
     assert os.listdir(other) == ['notes.txt']
     # an unfinished build of the same options is completed, of others not
     part = tmp_path / 'part'
