@@ -243,6 +243,10 @@ def test_loss_backward_reaches_the_calibration(upstream):
     _, head, _ = build_pair(upstream, loss_cls=grw_focal())
     assert isinstance(head.loss_cls, GRWFocalLoss) and head.use_sigmoid_cls
     randomize(head.calibration, 3)
+    # stage 2: the head holds stage-1 weights, all but the calibration are
+    # frozen (the calibration refuses to train them without the freeze hook)
+    for name, param in head.named_parameters():
+        param.requires_grad_(name.startswith('calibration.'))
     losses = head.loss(feats(), samples())
     loss_cls = losses['loss_cls']  # a list per level, or one tensor (FCOS)
     total = sum(

@@ -221,11 +221,20 @@ def test_install_is_idempotent(runner_checkpoint):
     compat.install_local_checkpoint_loader()
     compat.install_local_checkpoint_loader()
     assert CheckpointLoader._schemes == before
-    reloaded = importlib.reload(compat)
-    assert list(CheckpointLoader._schemes) == list(before)
-    assert CheckpointLoader._schemes[''] is reloaded.load_from_local
-    assert _load_checkpoint(path)['meta']['iter'] == 3
-    assert mmdisalign.compat is reloaded
+    # A reload defines new classes (UnsafeCheckpointError, ...): put the
+    # module's original objects back afterwards, or later tests that
+    # imported them would no longer catch what the loader raises.
+    snapshot = dict(vars(compat))
+    try:
+        reloaded = importlib.reload(compat)
+        assert list(CheckpointLoader._schemes) == list(before)
+        assert CheckpointLoader._schemes[''] is reloaded.load_from_local
+        assert _load_checkpoint(path)['meta']['iter'] == 3
+        assert mmdisalign.compat is reloaded
+    finally:
+        vars(compat).update(snapshot)
+        CheckpointLoader._schemes.clear()
+        CheckpointLoader._schemes.update(before)
 
 
 # --- Safe loading: the allow-list, refusals, the opt-in, broken files. ---
