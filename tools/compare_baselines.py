@@ -17,7 +17,16 @@ Every model is tested on the balanced test set with the config's
 ``LongTailAccuracy``; the tool prints overall / many / medium / few top-1 of
 every method as mean ± standard deviation over the seeds (and per seed)
 and writes ``results.json`` / ``results.md`` to the work dir. Finished
-runs are reused when the tool is started again with the same work dir.
+runs are reused when the tool is started again with the same work dir (a
+work dir holding runs of another data set or other thresholds is refused,
+not overwritten).
+
+``--data-root`` and the many / medium / few thresholds work as in
+``tools/run_main_job.py``: any valid long-tail list data set is used as it
+is (nothing in it is modified), a new or empty directory gets
+Fashion-MNIST-LT; the thresholds come from ``--many-threshold`` /
+``--few-threshold``, the data set's ``meta.json`` or the training counts,
+and are printed.
 
 Usage::
 
@@ -35,6 +44,7 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.append(osp.join(REPO, 'tools'))  # tools/disalign_demo
+from disalign_demo import experiments as exp
 from disalign_demo.experiments import (CACHED_STAGE2_CONFIG, CONFIG_DIR,
                                        METRIC_KEYS, STAGE1_CONFIG, build_data,
                                        evaluate_stage, format_mean_table, log,
@@ -71,11 +81,7 @@ def parse_args(argv=None):
         help=f'comma-separated subset of {", ".join(METHODS)}')
     parser.add_argument(
         '--work-dir', default=osp.join(REPO, 'work_dirs', 'baselines'))
-    parser.add_argument(
-        '--data-root',
-        default=None,
-        help='Fashion-MNIST-LT (default data/fashion_mnist_lt, or '
-        '<work-dir>/data with --quick); built if missing')
+    exp.add_data_args(parser, osp.join(REPO, 'data', 'fashion_mnist_lt'))
     parser.add_argument('--workers', type=int, default=0)
     parser.add_argument(
         '--quick',
@@ -93,15 +99,31 @@ def parse_args(argv=None):
     return args
 
 
-def _done(path: str):
-    if osp.isfile(path):
-        with open(path) as f:
-            return json.load(f)
-    return None
+def _done(path: str, setup: dict):
+    """The saved result of a finished run, None if there is none.
+
+    A result of another data set or other thresholds (``setup``) is not
+    reused, and not replaced either: the tool stops and names the
+    differences.
+    """
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        found = json.load(f)
+    # results written before the setup was recorded: Fashion-MNIST-LT
+    saved = found.get('setup', setup)
+    if saved != setup:
+        diff = ', '.join(f'{k}: {saved.get(k)!r} there, {setup.get(k)!r} now'
+                         for k in sorted(set(saved) | set(setup))
+                         if saved.get(k) != setup.get(k))
+        raise ValueError(
+            f'{path} is the result of another run setup ({diff}); use '
+            'another --work-dir (nothing was overwritten)')
+    return found
 
 
 def _save(result_file: str, method: str, seed: int, config: str, ckpt: str,
-          metrics: dict, t0: float) -> dict:
+          metrics: dict, t0: float, setup: dict) -> dict:
     """Write (and return) the result record of one run."""
     result = dict(
         method=method,
@@ -112,7 +134,8 @@ def _save(result_file: str, method: str, seed: int, config: str, ckpt: str,
             k: float(v)
             for k, v in metrics.items()
         },
-        seconds=round(time.time() - t0, 1))
+        seconds=round(time.time() - t0, 1),
+        setup=setup)
     os.makedirs(osp.dirname(result_file), exist_ok=True)
     with open(result_file, 'w') as f:
         json.dump(result, f, indent=1)
@@ -120,23 +143,23 @@ def _save(result_file: str, method: str, seed: int, config: str, ckpt: str,
 
 
 def run_method(method: str, seed: int, seed_dir: str, stage1_ckpt: str, args,
-               data_root: str) -> dict:
+               data: dict) -> dict:
     """Metrics of one method on one seed (reused when already done)."""
     config, how, _ = METHODS[method]
     work_dir = osp.join(seed_dir, method)
     result_file = osp.join(work_dir, 'result.json')
-    found = _done(result_file)
+    found = _done(result_file, args.setup)
     if found is not None:
         log(f'seed {seed} {method}: reusing {result_file}', WHO)
         return found
     cfg = stage_config(
         config,
-        data_root,
+        data,
         work_dir,
         seed,
         args.quick,
         load_from=stage1_ckpt,
-        workers=args.workers)
+        **args.stage_options)
     t0 = time.time()
     if how == 'test':
         metrics, ckpt = evaluate_stage(f'seed {seed} {method}', cfg,
@@ -146,12 +169,12 @@ def run_method(method: str, seed: int, seed_dir: str, stage1_ckpt: str, args,
     else:
         cached_cfg = stage_config(
             CACHED_STAGE2_CONFIG,
-            data_root,
+            data,
             work_dir,
             seed,
             args.quick,
             load_from=stage1_ckpt,
-            workers=args.workers)
+            **args.stage_options)
         metrics, ckpt, _ = run_stage2_cached(
             f'seed {seed} {method}',
             cfg,
@@ -159,27 +182,23 @@ def run_method(method: str, seed: int, seed_dir: str, stage1_ckpt: str, args,
             passes=1,
             augment=True,
             who=WHO)
-    return _save(result_file, method, seed, config, ckpt, metrics, t0)
+    return _save(result_file, method, seed, config, ckpt, metrics, t0,
+                 args.setup)
 
 
-def run_seed(seed: int, args, data_root: str) -> dict:
+def run_seed(seed: int, args, data: dict) -> dict:
     """Stage 1 and every method for one seed."""
     seed_dir = osp.join(args.work_dir, f'seed{seed}')
     stage1_dir = osp.join(seed_dir, 'stage1')
     result_file = osp.join(stage1_dir, 'result.json')
-    stage1 = _done(result_file)
+    stage1 = _done(result_file, args.setup)
     if stage1 is None:
-        cfg = stage_config(
-            STAGE1_CONFIG,
-            data_root,
-            stage1_dir,
-            seed,
-            args.quick,
-            workers=args.workers)
+        cfg = stage_config(STAGE1_CONFIG, data, stage1_dir, seed, args.quick,
+                           **args.stage_options)
         t0 = time.time()
         metrics, ckpt, _ = run_stage(f'seed {seed} stage 1', cfg, WHO)
         stage1 = _save(result_file, 'stage1', seed, STAGE1_CONFIG, ckpt,
-                       metrics, t0)
+                       metrics, t0, args.setup)
     else:
         log(f'seed {seed} stage 1: reusing {result_file}', WHO)
     results = {}
@@ -188,7 +207,7 @@ def run_seed(seed: int, args, data_root: str) -> dict:
             results[method] = stage1
         else:
             results[method] = run_method(method, seed, seed_dir,
-                                         stage1['checkpoint'], args, data_root)
+                                         stage1['checkpoint'], args, data)
     return results
 
 
@@ -210,10 +229,23 @@ def main(argv=None) -> dict:
         f'seeds {args.seeds}, methods {args.methods}; '
         f'{torch.get_num_threads()} torch thread(s), {args.workers} data '
         'worker(s)', WHO)
-    build_data(data_root, args.quick, WHO)
+    data = build_data(data_root, args.quick, WHO, layout=exp.data_layout(args))
+    many_thr, few_thr = exp.data_thresholds(data, args.many_threshold,
+                                            args.few_threshold, WHO)
+    args.setup = dict(
+        data_root=data_root,
+        train_list=data['train_list'],
+        test_list=data['test_list'],
+        many_thr=many_thr,
+        few_thr=few_thr)
+    args.stage_options = dict(
+        workers=args.workers,
+        many_thr=many_thr,
+        few_thr=few_thr,
+        class_freq=exp.class_freq_file(data, args.work_dir))
     per_seed = {}
     for seed in args.seeds:
-        per_seed[seed] = run_seed(seed, args, data_root)
+        per_seed[seed] = run_seed(seed, args, data)
     runs = {
         m: [per_seed[s][m]['metrics'] for s in args.seeds]
         for m in args.methods
@@ -221,9 +253,10 @@ def main(argv=None) -> dict:
     table = format_mean_table([(METHODS[m][2], runs[m]) for m in args.methods])
     summary = summarize_runs(runs)
     lines = [
-        f'Fashion-MNIST-LT, balanced test set, top-1 (%), mean ± std over '
-        f'seeds {args.seeds} (each seed: its own stage 1, then every '
-        'method on it):', '', table, ''
+        f'{data["name"]}, test set, top-1 (%), mean ± std over seeds '
+        f'{args.seeds} (each seed: its own stage 1, then every method on '
+        f'it); many > {many_thr:g}, few < {few_thr:g} training images:', '',
+        table, ''
     ]
     lines.append('Per seed (overall / few):')
     for m in args.methods:
@@ -250,6 +283,9 @@ def main(argv=None) -> dict:
         seeds=args.seeds,
         methods=args.methods,
         quick=args.quick,
+        data_root=data_root,
+        many_thr=many_thr,
+        few_thr=few_thr,
         summary=summary,
         per_seed={str(s): per_seed[s]
                   for s in args.seeds},

@@ -22,7 +22,6 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner, find_latest_checkpoint
@@ -32,9 +31,11 @@ try:
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmdisalign
+
 from mmdisalign.compat import TRUST_KEY, trusted_checkpoints
 from mmdisalign.engine.dist import setup_cpu_dist
 from mmdisalign.engine.hooks import CheckpointCheckHook, DataSizeCheckHook
+from mmdisalign.utils.config import CfgOptionsAction, load_config
 
 
 def parse_args(argv=None):
@@ -72,7 +73,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override settings of the config, as key=value pairs merged '
         'into it, e.g. train_cfg.max_epochs=2 or key="[a,b]" for lists')
     parser.add_argument(
@@ -176,7 +177,7 @@ def merge_args(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg = merge_args(cfg, args)
     setup_cpu_dist(cfg)
     trusted = cfg.get(TRUST_KEY, False)

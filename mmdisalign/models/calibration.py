@@ -4,6 +4,7 @@ See docs/calibration.md.
 """
 import copy
 import math
+import os
 import weakref
 from collections import OrderedDict
 from typing import Optional, Sequence, Tuple, Union
@@ -31,6 +32,13 @@ def is_calibration(module: nn.Module) -> bool:
     return isinstance(module, BaseCalibration)
 
 
+def _mark_loaded(module: 'BaseCalibration', incompatible_keys) -> None:
+    """``load_state_dict`` post-hook: the model got weights from a
+    checkpoint (``load_from``, ``resume``); check the next training."""
+    module.loaded_weights = True
+    module._training_checked = False
+
+
 def _finite(name: str, value: float) -> float:
     value = float(value)
     if not math.isfinite(value):
@@ -53,13 +61,29 @@ class BaseCalibration(BaseModule):
             indices allowed) that pass through unchanged. Defaults to ().
         init_cfg (dict | list[dict], optional): mmengine init config.
             Defaults to None.
+        joint_training (bool): The whole network is meant to train with
+            this calibration after loading a checkpoint, without
+            ``DisAlignFreezeHook``. Otherwise, after a checkpoint was
+            loaded, the first backward pass into the network before the
+            calibration stops the run unless the hook decided what trains
+            (stage 2 without the hook would fine-tune the whole stage-1
+            network). Defaults to False.
     """
 
     def __init__(self,
                  num_classes: int,
                  uncalibrated_columns: Sequence[int] = (),
-                 init_cfg: Optional[Union[dict, list]] = None) -> None:
+                 init_cfg: Optional[Union[dict, list]] = None,
+                 joint_training: bool = False) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.joint_training = bool(joint_training)
+        #: Set when a state dict was loaded into a model holding this
+        #: module; then training is checked (:meth:`_check_training`).
+        self.loaded_weights = False
+        #: Set by DisAlignFreezeHook once it decided what trains.
+        self.freeze_planned = False
+        self._training_checked = False
+        self.register_load_state_dict_post_hook(_mark_loaded)
         if num_classes < 1:
             raise ValueError(
                 f'num_classes must be >= 1, but got {num_classes}')
@@ -166,6 +190,8 @@ class BaseCalibration(BaseModule):
                 f'{type(self).__name__} expected {self.num_logits} logit '
                 f'columns{extra} on dim 1, but got {logits.shape[1]} '
                 f'(logits shape {tuple(logits.shape)})')
+        if self.training and not self._training_checked:
+            self._check_training(logits, feats)
         if autocast_enabled(logits.device.type):
             # Mixed precision: sigma, the scale and the margin in float32
             # (docs/performance.md); the calibrated logits are float32.
@@ -174,6 +200,46 @@ class BaseCalibration(BaseModule):
                 return self.calibrate(logits,
                                       *self.get_terms(logits, feats, **kwargs))
         return self.calibrate(logits, *self.get_terms(logits, feats, **kwargs))
+
+    def _check_training(self, logits: Tensor, feats: Optional[Tensor]) -> None:
+        """Stop a stage 2 that trains the network before the calibration
+        because DisAlignFreezeHook is missing: after a checkpoint was
+        loaded, unless the hook planned what trains or ``joint_training``
+        says so, the first backward pass that reaches the inputs of the
+        calibration raises. Python flags and an autograd hook only, no
+        host-device sync; a forward without backward (evaluation in
+        training mode) is not refused.
+        """
+        if (not torch.is_grad_enabled() or not self.loaded_weights
+                or self.joint_training or self.freeze_planned):
+            return
+        if not any(p.requires_grad for p in self.parameters()):
+            self._training_checked = True  # post-hoc: nothing to train
+            return
+        upstream = [(name, tensor)
+                    for name, tensor in (('logits', logits), ('feats', feats))
+                    if tensor is not None and tensor.requires_grad]
+        if not upstream:
+            self._training_checked = True  # the network before is frozen
+            return
+        names = ' and '.join(name for name, _ in upstream)
+        upstream[0][1].register_hook(lambda grad: self._refuse_training(names))
+
+    def _refuse_training(self, names: str) -> None:
+        name = type(self).__name__
+        raise ValueError(
+            f'{name}: the model was loaded from a checkpoint (load_from / '
+            'resume) and trains with the network before the calibration '
+            f'(its {names} require grad), but no DisAlignFreezeHook froze '
+            'it: this stage 2 would fine-tune the whole stage-1 network. '
+            'Add the hook to the config: '
+            "custom_hooks = [dict(type='DisAlignFreezeHook')] (the "
+            'shipped stage-2 schedules in configs/<task>/_base_/schedules/ '
+            'have it; a config that sets custom_hooks replaces that list, '
+            "so extend it: custom_hooks = _base_.custom_hooks + [...]). If "
+            'the whole network is meant to train with the calibration, say '
+            f"so: calibration=dict(type='{name}', ..., "
+            'joint_training=True). See docs/stage2.md.')
 
     def extra_repr(self) -> str:
         s = f'num_classes={self.num_classes}'
@@ -239,8 +305,10 @@ class DisAlignCalibration(BaseCalibration):
                  beta_init: Optional[float] = None,
                  confidence_init: Optional[dict] = None,
                  decay_mode: str = 'alpha',
-                 init_cfg: Optional[Union[dict, list]] = None) -> None:
-        super().__init__(num_classes, uncalibrated_columns, init_cfg)
+                 init_cfg: Optional[Union[dict, list]] = None,
+                 joint_training: bool = False) -> None:
+        super().__init__(num_classes, uncalibrated_columns, init_cfg,
+                         joint_training)
         if in_channels < 1:
             raise ValueError(
                 f'in_channels must be >= 1, but got {in_channels}')
@@ -406,8 +474,10 @@ class LWSCalibration(BaseCalibration):
                  num_classes: int,
                  uncalibrated_columns: Sequence[int] = (),
                  alpha_init: float = 0.0,
-                 init_cfg: Optional[Union[dict, list]] = None) -> None:
-        super().__init__(num_classes, uncalibrated_columns, init_cfg)
+                 init_cfg: Optional[Union[dict, list]] = None,
+                 joint_training: bool = False) -> None:
+        super().__init__(num_classes, uncalibrated_columns, init_cfg,
+                         joint_training)
         self.alpha_init = _finite('alpha_init', alpha_init)
         self.alpha = nn.Parameter(torch.full((num_classes, ), self.alpha_init))
 
@@ -512,6 +582,12 @@ class LogitAdjustCalibration(BaseCalibration):
                 class_freq, num_classes=num_classes, key=class_freq_key))
         margin = -self.tau * (freq / freq.sum()).log()
         self.register_buffer('margin', margin.float(), persistent=False)
+        if isinstance(class_freq, dict):
+            class_freq = class_freq.get('file')
+        #: The class-frequency file read (ClassFreqCheckHook checks its
+        #: class order), or None for a list.
+        self.class_freq_file = os.fspath(class_freq) if isinstance(
+            class_freq, (str, os.PathLike)) else None
 
     def get_terms(self, logits: Tensor, feats: Optional[Tensor],
                   **kwargs) -> CalibTerms:
