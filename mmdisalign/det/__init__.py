@@ -1,7 +1,7 @@
 """DisAlign for mmdetection: importing it imports mmdet (never mmseg or
-mmpretrain), registers the box head, the dense heads and the category check
-hook in mmdet's registries and lets the ``lvis`` evaluation run on
-numpy >= 1.24."""
+mmpretrain), registers the box head, the dense heads, the learnable-scale
+cosine classifier and the category check hook in mmdet's registries and lets
+the ``lvis`` evaluation run on numpy >= 1.24."""
 import mmdisalign  # noqa: F401  (root-registry modules, checkpoint fix)
 from .bbox_head import (DisAlignConvFCBBoxHeadMixin, DisAlignShared2FCBBoxHead,
                         DisAlignShared4Conv1FCBBoxHead)
@@ -11,6 +11,7 @@ from .dense_heads import (DisAlignATSSHead, DisAlignDenseHeadMixin,
 from .lvis_compat import patch_lvis_numpy_aliases
 from .lvis_stats import (category_stats, frequency_group, load_annotations,
                          write_class_freq)
+from .normed_linear import LearnableScaleNormedLinear
 
 patch_lvis_numpy_aliases()
 
@@ -20,5 +21,5 @@ __all__ = [
     'DisAlignRetinaHead', 'DisAlignFCOSHead', 'DisAlignATSSHead',
     'DisAlignCategoryCheckHook', 'dataset_category_ids', 'category_stats',
     'frequency_group', 'load_annotations', 'write_class_freq',
-    'patch_lvis_numpy_aliases'
+    'patch_lvis_numpy_aliases', 'LearnableScaleNormedLinear'
 ]

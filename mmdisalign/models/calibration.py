@@ -278,11 +278,19 @@ class DisAlignCalibration(BaseCalibration):
             Defaults to None.
         confidence_init (dict, optional): mmengine weight-init config of
             the confidence layer instead of the mode's. Defaults to None.
+        decay_mode (str): The learnable magnitude parameter, i.e. what a
+            weight decay pulls to 0. ``'alpha'``: ``alpha`` itself.
+            ``'reference'``: the reference code's ``logit_scale``, stored
+            as ``scale``: ``alpha + 1`` with ``init_mode='identity'``
+            (the paper form of the reference detection and segmentation
+            heads), ``alpha`` with ``'reference_cls'``. See
+            docs/reference.md. Defaults to 'alpha'.
         Others: see :class:`BaseCalibration`; an ``init_cfg`` replaces
             the built-in initialisation.
     """
 
     init_modes = ('identity', 'reference_cls')
+    decay_modes = ('alpha', 'reference')
 
     def __init__(self,
                  num_classes: int,
@@ -296,6 +304,7 @@ class DisAlignCalibration(BaseCalibration):
                  alpha_init: Optional[float] = None,
                  beta_init: Optional[float] = None,
                  confidence_init: Optional[dict] = None,
+                 decay_mode: str = 'alpha',
                  init_cfg: Optional[Union[dict, list]] = None,
                  joint_training: bool = False) -> None:
         super().__init__(num_classes, uncalibrated_columns, init_cfg,
@@ -306,9 +315,15 @@ class DisAlignCalibration(BaseCalibration):
         if init_mode not in self.init_modes:
             raise ValueError(f'init_mode must be one of {self.init_modes}, '
                              f'but got {init_mode!r}')
+        if decay_mode not in self.decay_modes:
+            raise ValueError(f'decay_mode must be one of {self.decay_modes}, '
+                             f'but got {decay_mode!r}')
         self.in_channels = in_channels
         self.dense = dense
         self.init_mode = init_mode
+        self.decay_mode = decay_mode
+        #: ``scale - alpha`` in ``decay_mode='reference'``.
+        self.scale_offset = 1.0 if init_mode == 'identity' else 0.0
         self.normalize_feature = normalize_feature
         if alpha_init is None:
             alpha_init = 1.0 if init_mode == 'reference_cls' else 0.0
@@ -316,7 +331,10 @@ class DisAlignCalibration(BaseCalibration):
         self.beta_init = _finite('beta_init', beta_init or 0.0)
         self.confidence_init = copy.deepcopy(confidence_init)
 
-        self.alpha = nn.Parameter(torch.empty(num_classes))
+        if decay_mode == 'reference':
+            self.scale = nn.Parameter(torch.empty(num_classes))
+        else:
+            self.alpha = nn.Parameter(torch.empty(num_classes))
         self.beta = nn.Parameter(torch.empty(num_classes))
         self._act_cfg = confidence_act_cfg
         self._norm_name = None
@@ -350,7 +368,10 @@ class DisAlignCalibration(BaseCalibration):
     @torch.no_grad()
     def reset_calibration(self) -> None:
         """(Re)apply the ``init_mode`` initialisation (and overrides)."""
-        self.alpha.fill_(self.alpha_init)
+        if self.decay_mode == 'reference':
+            self.scale.fill_(self.alpha_init + self.scale_offset)
+        else:
+            self.alpha.fill_(self.alpha_init)
         self.beta.fill_(self.beta_init)
         layer = self.confidence_layer
         if self._norm_name is not None:
@@ -408,6 +429,14 @@ class DisAlignCalibration(BaseCalibration):
                 'compute the calibration at the resolution of the logits '
                 '(no interpolation is done here)')
 
+    def get_alpha(self) -> Tensor:
+        """``alpha`` of eq. 6 in either ``decay_mode`` (differentiable)."""
+        if self.decay_mode == 'reference':
+            if self.scale_offset:
+                return self.scale - self.scale_offset
+            return self.scale
+        return self.alpha
+
     def get_confidence(self, feats: Tensor) -> Tensor:
         """sigma = sigmoid(confidence(x)): ``(N, 1)`` or ``(N, 1, H, W)``."""
         if self.normalize_feature:
@@ -421,12 +450,15 @@ class DisAlignCalibration(BaseCalibration):
         if sigma.dim() < logits.dim():  # (N, 1, H, W) -> (N, 1, 1.., H, W)
             sigma = sigma.view(sigma.shape[:2] + (1, ) * (logits.dim() - 4) +
                                sigma.shape[2:])
-        return self.alpha, self.beta, sigma
+        return self.get_alpha(), self.beta, sigma
 
     def extra_repr(self) -> str:
-        return (f'{super().extra_repr()}, in_channels={self.in_channels}, '
-                f'dense={self.dense}, init_mode={self.init_mode!r}, '
-                f'normalize_feature={self.normalize_feature}')
+        s = (f'{super().extra_repr()}, in_channels={self.in_channels}, '
+             f'dense={self.dense}, init_mode={self.init_mode!r}, '
+             f'normalize_feature={self.normalize_feature}')
+        if self.decay_mode != 'alpha':
+            s += f', decay_mode={self.decay_mode!r}'
+        return s
 
 
 @MODELS.register_module()

@@ -582,3 +582,71 @@ def test_reinit_errors(tmp_path, stage1):
         custom_hooks=[DisAlignFreezeHook(reinit=['head.fc'])])
     with pytest.raises(ValueError, match='re-initialised .* but frozen'):
         runner.train()
+
+
+class _Recorder(Hook):
+    """Records the model state when training starts (after loading, init
+    and freezing) and every training batch, for a hand-written loop."""
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.start = None
+        self.batches = []
+
+    def before_train(self, runner):
+        self.start = copy.deepcopy(runner.model.state_dict())
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self.batches.append(copy.deepcopy(data_batch))
+
+
+def test_freeze_norm_false_is_the_reference_loop(tmp_path, stage1):
+    """freeze_norm=False is the reference stage 2 (classification and
+    segmentation code): the whole model in train mode, the stage-1
+    parameters frozen (no gradient), SGD with weight decay on the
+    calibration only; BN running statistics are re-estimated from the
+    stage-2 batches. Bit for bit the numbers of a plain PyTorch loop doing
+    that."""
+    path, s1 = stage1
+    model = ToyClassifier(with_calibration=True)
+    recorder = _Recorder()
+    runner = make_runner(
+        tmp_path,
+        model,
+        length=4,
+        load_from=path,
+        custom_hooks=[DisAlignFreezeHook(freeze_norm=False), recorder])
+    runner.train()
+    ours = final_state(runner)
+
+    # The reference loop: requires_grad=False on every stage-1 parameter,
+    # model.train(), torch.optim.SGD over the trainable parameters.
+    ref = ToyClassifier(with_calibration=True)
+    ref.load_state_dict(recorder.start)
+    for name, p in ref.named_parameters():
+        p.requires_grad_(name.startswith(CALIB))
+    optim = torch.optim.SGD([p for p in ref.parameters() if p.requires_grad],
+                            lr=0.1,
+                            momentum=0.9,
+                            weight_decay=5e-4)
+    ref.train()
+    assert len(recorder.batches) == 4
+    for batch in recorder.batches:
+        loss = ref(batch['inputs'], batch['data_samples'], mode='loss')
+        loss['loss'].backward()
+        optim.step()
+        optim.zero_grad()
+    expected = ref.state_dict()
+
+    assert set(ours) == set(expected)
+    for key in ours:
+        torch.testing.assert_close(
+            ours[key], expected[key], rtol=0, atol=0, msg=key)
+    # What the reference does to the frozen part: BN weights and biases
+    # are the stage-1 ones bit for bit, its running statistics moved.
+    assert_frozen_identical(ours, s1, FROZEN)
+    assert ours['backbone.1.num_batches_tracked'].item() == 6 + 4
+    for key in ('backbone.1.running_mean', 'backbone.1.running_var'):
+        assert (ours[key] - s1[key]).abs().max() > 1e-3, key
+    # (backbone BN, confidence BN) in train mode at every forward.
+    assert model.train_modes == [(True, True)] * 4

@@ -633,3 +633,121 @@ def test_build_from_downstream_scope(scope):
         built(logits),
         logits - (torch.tensor([3.0, 2.0, 1.0]) / 6).log(),
         atol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# decay_mode: what weight decay pulls to 0
+# --------------------------------------------------------------------------
+
+
+class _ReferenceHead(nn.Module):
+    """The reference heads' calibration with their own parameters:
+    ``logit_scale`` s, ``logit_bias`` b, ``confidence_layer``.
+    ``form='paper'`` (detection, segmentation): sigma * (s z + b) +
+    (1 - sigma) z; ``form='cls'``: (1 + sigma s) z + sigma b."""
+
+    def __init__(self, calib, form):
+        super().__init__()
+        self.form = form
+        self.logit_scale = nn.Parameter(calib.get_alpha().detach() +
+                                        (1.0 if form == 'paper' else 0.0))
+        self.logit_bias = nn.Parameter(calib.beta.detach().clone())
+        self.confidence_layer = nn.Linear(calib.in_channels, 1)
+        self.confidence_layer.load_state_dict(calib.confidence.state_dict())
+
+    def forward(self, logits, feats):
+        sigma = torch.sigmoid(self.confidence_layer(feats))
+        if self.form == 'paper':
+            return sigma * (self.logit_scale * logits +
+                            self.logit_bias) + (1 - sigma) * logits
+        return (1 + sigma * self.logit_scale) * logits + (
+            sigma * self.logit_bias)
+
+
+def _sgd_steps(module, forward, steps=5, weight_decay=0.05):
+    """Plain SGD with momentum and weight decay on every parameter."""
+    gen = torch.Generator().manual_seed(3)
+    optim = torch.optim.SGD(
+        module.parameters(), lr=0.5, momentum=0.9, weight_decay=weight_decay)
+    for _ in range(steps):
+        feats = torch.rand(8, 5, generator=gen)
+        logits = 3 * torch.randn(8, 4, generator=gen)
+        labels = torch.randint(0, 4, (8, ), generator=gen)
+        F.cross_entropy(forward(logits, feats), labels).backward()
+        optim.step()
+        optim.zero_grad()
+
+
+def test_decay_mode_reference_is_the_reference_update():
+    """Detection / segmentation form: with decay_mode='reference' the
+    parameter is the reference ``logit_scale`` s = 1 + alpha, and SGD with
+    weight decay gives the reference update; the default decays alpha."""
+    torch.manual_seed(0)
+    ours = DisAlignCalibration(4, 5, decay_mode='reference')
+    default = DisAlignCalibration(4, 5)
+    state = ours.state_dict()
+    state['alpha'] = state.pop('scale') - 1
+    default.load_state_dict(state)
+    assert torch.equal(ours.scale.detach(), torch.ones(4))
+    assert torch.equal(ours.get_alpha().detach(), torch.zeros(4))
+    assert [n for n, _ in ours.named_parameters()
+            ] == ['scale', 'beta', 'confidence.weight', 'confidence.bias']
+    ref = _ReferenceHead(ours, 'paper')
+
+    _sgd_steps(ours, ours)
+    _sgd_steps(ref, ref)
+    _sgd_steps(default, default)
+    torch.testing.assert_close(
+        ours.scale.detach(), ref.logit_scale.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        ours.beta.detach(), ref.logit_bias.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        ours.confidence.weight.detach(),
+        ref.confidence_layer.weight.detach(),
+        rtol=0,
+        atol=1e-6)
+    # The default decays alpha = s - 1 towards 0 instead of s: after 5
+    # steps with weight decay 0.05 the scales differ by far more.
+    gap = (default.alpha.detach() + 1 - ref.logit_scale.detach()).abs()
+    assert gap.max() > 0.1
+    # Without weight decay the two modes are the same update.
+    torch.manual_seed(0)
+    a = DisAlignCalibration(4, 5, decay_mode='reference')
+    torch.manual_seed(0)
+    b = DisAlignCalibration(4, 5)
+    _sgd_steps(a, a, weight_decay=0)
+    _sgd_steps(b, b, weight_decay=0)
+    torch.testing.assert_close(
+        a.get_alpha().detach(), b.alpha.detach(), rtol=0, atol=1e-6)
+
+
+def test_decay_mode_reference_cls_is_alpha():
+    """Classification form: the reference ``logit_scale`` is alpha itself,
+    so both decay modes give the reference update (and 'reference' only
+    renames the parameter)."""
+    torch.manual_seed(0)
+    ours = DisAlignCalibration(4, 5, init_mode='reference_cls')
+    torch.manual_seed(0)
+    renamed = DisAlignCalibration(
+        4, 5, init_mode='reference_cls', decay_mode='reference')
+    assert torch.equal(renamed.scale.detach(), torch.ones(4))
+    assert renamed.get_alpha() is renamed.scale
+    ref = _ReferenceHead(ours, 'cls')
+    for module in (ours, renamed, ref):
+        _sgd_steps(module, module)
+    for calib in (ours, renamed):
+        torch.testing.assert_close(
+            calib.get_alpha().detach(),
+            ref.logit_scale.detach(),
+            rtol=0,
+            atol=1e-6)
+        torch.testing.assert_close(
+            calib.beta.detach(), ref.logit_bias.detach(), rtol=0, atol=1e-6)
+
+
+def test_decay_mode_errors_and_repr():
+    with pytest.raises(ValueError, match="decay_mode must be one of"):
+        DisAlignCalibration(4, 5, decay_mode='scale')
+    calib = DisAlignCalibration(4, 5, decay_mode='reference')
+    assert "decay_mode='reference'" in repr(calib)
+    assert 'decay_mode' not in repr(DisAlignCalibration(4, 5))

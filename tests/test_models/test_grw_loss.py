@@ -497,6 +497,24 @@ def test_mmdet_shared2fc_bbox_head(restore_scope):
     torch.testing.assert_close(none, torch.tensor(terms), rtol=1e-6, atol=1e-7)
 
 
+def test_pixel_ratio_file_gives_the_reference_weights(tmp_path):
+    """ADE20K: the reference weights come from objectInfo150's pixel
+    ratios, K * r^-rho / sum_k r_k^-rho in float64, then float32 (rho 0.2).
+    A 'pixel_ratio' class-frequency file with those ratios gives them."""
+    ratios = [0.1576, 0.1072, 0.0103, 0.0098, 0.0011, 0.0010, 0.0002]
+    path = tmp_path / 'objectinfo_ratio.json'
+    save_class_freq(path, ratios, count_type='pixel_ratio')
+    loss = GRWCrossEntropyLoss(str(path), rho=0.2, avg_mode='pixel')
+    r = np.asarray(ratios, dtype=np.float64)
+    w = r**-0.2
+    expected = torch.from_numpy(len(r) * w / w.sum()).float()
+    assert torch.equal(loss.class_weight, expected)
+    # scale-free: the pixel counts behind the ratios give the same weights
+    counts = GRWCrossEntropyLoss([x * 1e6 for x in ratios], rho=0.2)
+    torch.testing.assert_close(
+        counts.class_weight, expected, rtol=1e-6, atol=0)
+
+
 # Fashion-MNIST-LT's training counts (imbalance 100), the shipped profile.
 FMNIST_LT_COUNTS = [6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]
 

@@ -155,3 +155,47 @@ def test_bad_arguments(tmp_path):
     bad = _freq_file(tmp_path, [5, 4, 3, 2, 1], total=10, name='bad.json')
     with pytest.raises(ValueError, match='more than "total_pixels"'):
         HeadBodyTailIoUMetric(bad)
+
+
+def test_objectinfo150_ratios_give_the_reference_index_split(tmp_path):
+    """The reference splits ADE20K by class index ([:20], [20:75],
+    [75:]), which is objectInfo150's order by descending pixel ratio. With
+    those ratios as a 'pixel_ratio' file the thresholds give the same
+    groups and the group means of the reference (np.nanmean of IoU / Acc
+    per slice). Ratios here: descending, 20 / 55 / 75 per group, the
+    boundary classes at the published values (chair 0.0103, car 0.0098,
+    computer 0.0011, swivel chair 0.0010)."""
+    ratios = np.concatenate([
+        np.linspace(0.1576, 0.0103, 20),
+        np.linspace(0.0098, 0.0011, 55),
+        np.linspace(0.0010, 0.0001, 75)
+    ])
+    assert np.all(np.diff(ratios) < 0)
+    names = [f'c{i}' for i in range(150)]
+    path = _freq_file(
+        tmp_path, ratios.tolist(), classes=names, count_type='pixel_ratio')
+    metric = _metric(path, classes=names)
+    groups = metric.class_groups()
+    assert groups == dict(
+        head=list(range(20)),
+        body=list(range(20, 75)),
+        tail=list(range(75, 150)))
+
+    gen = torch.Generator().manual_seed(0)
+    label = torch.randint(1, 50, (150, ), generator=gen).double()
+    intersect = (torch.rand(150, generator=gen, dtype=torch.float64) *
+                 label).floor()
+    pred = intersect + torch.randint(0, 20, (150, ), generator=gen)
+    absent = [3, 40, 120]  # NaN IoU and Acc, skipped by nanmean
+    label[absent], pred[absent], intersect[absent] = 0, 0, 0
+    union = pred + label - intersect
+    metrics = metric.compute_metrics([(intersect, union, pred, label)])
+    with np.errstate(invalid='ignore'):
+        iou = (intersect / union).numpy()
+        acc = (intersect / label).numpy()
+    for name, part in (('head', slice(0, 20)), ('body', slice(20, 75)),
+                       ('tail', slice(75, 150))):
+        assert metrics[f'{name}_mIoU'] == pytest.approx(
+            np.nanmean(iou[part]) * 100, abs=0.005), name
+        assert metrics[f'{name}_mAcc'] == pytest.approx(
+            np.nanmean(acc[part]) * 100, abs=0.005), name
