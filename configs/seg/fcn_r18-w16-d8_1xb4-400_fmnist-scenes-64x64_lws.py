@@ -9,5 +9,4 @@
 # beta = 0). Train:  python tools/train.py CONFIG
 _base_ = './fcn_r18-w16-d8_1xb4-400_fmnist-scenes-64x64_disalign.py'
 
-model = dict(
-    decode_head=dict(calibration=dict(type='LWSCalibration')))
+model = dict(decode_head=dict(calibration=dict(type='LWSCalibration')))

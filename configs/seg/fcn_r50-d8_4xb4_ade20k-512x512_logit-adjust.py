@@ -21,8 +21,7 @@ model = dict(
     decode_head=dict(
         type='DisAlignFCNHead',
         calibration=dict(
-            type='LogitAdjustCalibration', class_freq=class_freq,
-            tau=1.0)))
+            type='LogitAdjustCalibration', class_freq=class_freq, tau=1.0)))
 
 val_evaluator = dict(
     type='HeadBodyTailIoUMetric', class_freq=class_freq, iou_metrics=['mIoU'])

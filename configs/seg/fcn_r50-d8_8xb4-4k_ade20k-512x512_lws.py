@@ -8,5 +8,4 @@
 # the re-weighted loss stays).
 _base_ = './fcn_r50-d8_8xb4-4k_ade20k-512x512_disalign.py'
 
-model = dict(
-    decode_head=dict(calibration=dict(type='LWSCalibration')))
+model = dict(decode_head=dict(calibration=dict(type='LWSCalibration')))

@@ -17,6 +17,5 @@ model = dict(
         bbox_head=dict(
             type='DisAlignShared2FCBBoxHead',
             calibration=dict(
-                type='LogitAdjustCalibration',
-                class_freq=class_freq,
+                type='LogitAdjustCalibration', class_freq=class_freq,
                 tau=1.0))))
