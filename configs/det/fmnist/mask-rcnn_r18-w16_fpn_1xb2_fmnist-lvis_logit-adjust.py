@@ -9,6 +9,9 @@
 #       work_dirs/mask-rcnn_r18-w16_fpn_1xb2-2k_fmnist-lvis/iter_2000.pth
 _base_ = './mask-rcnn_r18-w16_fpn_1xb2-2k_fmnist-lvis.py'
 
+# The stage-1 checkpoint: it loads without renaming (no calibration weights)
+load_from = 'work_dirs/mask-rcnn_r18-w16_fpn_1xb2-2k_fmnist-lvis/iter_2000.pth'
+
 # Written by tools/analysis_tools/lvis_class_freq.py from the training file.
 class_freq = 'data/fmnist_lvis/annotations/lvis_fmnist_train_class_freq.json'
 

@@ -8,6 +8,9 @@
 #       work_dirs/mask-rcnn_r18-w16_fpn_1xb2-2k_fmnist-lvis/iter_2000.pth
 _base_ = './mask-rcnn_r18-w16_fpn_1xb2-2k_fmnist-lvis.py'
 
+# The stage-1 checkpoint: it loads without renaming (no calibration weights)
+load_from = 'work_dirs/mask-rcnn_r18-w16_fpn_1xb2-2k_fmnist-lvis/iter_2000.pth'
+
 model = dict(
     roi_head=dict(
         bbox_head=dict(
