@@ -126,9 +126,9 @@ def _set_tau(node, tau: float) -> int:
 
 
 def _percent(value) -> float:
-    """A metric in % (LVIS gives -1 for an empty group: NaN)."""
+    """An LVIS metric (0..1) in % (LVIS gives -1 for an empty group: NaN)."""
     value = float(value)
-    return math.nan if value < 0 else value
+    return math.nan if value < 0 else round(value * 100, 2)
 
 
 class SegTask(SceneTask):
@@ -226,11 +226,11 @@ class DetTask(SceneTask):
 
     def metrics(self, raw: dict, classes: Sequence[str]) -> dict:
         out = {
-            key: _percent(raw[f'lvis/bbox_{key.replace("_", "")}']) * 100
+            key: _percent(raw[f'lvis/bbox_{key.replace("_", "")}'])
             for key, _ in self.columns
         }
         out['per_class'] = [
-            _percent(raw[f'lvis/{c}_precision']) * 100 for c in classes
+            _percent(raw[f'lvis/{c}_precision']) for c in classes
         ]
         return out
 

@@ -11,6 +11,8 @@ _base_ = './mask-rcnn_r50_fpn_8xb2-ms-180k_lvis-v1.py'
 load_from = 'work_dirs/mask-rcnn_r50_fpn_8xb2-ms-180k_lvis-v1/iter_180000.pth'
 
 model = dict(
+    # All weights come from the checkpoint: no ImageNet initialisation.
+    backbone=dict(init_cfg=None),
     roi_head=dict(
         bbox_head=dict(
             type='DisAlignShared2FCBBoxHead',
