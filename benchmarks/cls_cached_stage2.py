@@ -19,11 +19,21 @@ extraction), the speed-ups against the full path, and overall / many /
 medium / few-shot accuracy, per seed and as the mean over the seeds.
 Target: >= 10x, accuracies within 0.3 points.
 
+First (unless ``--no-extraction-compare``), the frozen forward alone:
+the backbone and neck over the preprocessed training set (test pipeline),
+eager and compiled by ``torch.compile`` (``FrozenFeatures`` of
+tools/cache_features.py), alternating, with the first compilation timed
+(inductor's cache starts empty: ``TORCHINDUCTOR_CACHE_DIR`` is a fresh
+directory unless set) and the largest absolute feature difference. The
+cached paths compile unless ``--no-compile``.
+
 Times are wall-clock and CPU time (``time.process_time`` of this
-process). With 0 data workers and 1 torch thread (the defaults) every path
-runs in this one thread, so on an idle machine the two agree; on a shared
-machine the wall-clock times also hold the waits for the other jobs, and
-the CPU-time ratios are the steadier measure.
+process plus that of its finished child processes: inductor's C++
+compiler runs, in this process with ``TORCHINDUCTOR_COMPILE_THREADS=1``,
+set here unless set). With 0 data workers and 1 torch thread (the
+defaults) every path runs in this one thread, so on an idle machine the
+two agree; on a shared machine the wall-clock times also hold the waits
+for the other jobs, and the CPU-time ratios are the steadier measure.
 
 Usage::
 
@@ -37,8 +47,16 @@ import os
 import os.path as osp
 import statistics
 import sys
+import tempfile
 import time
 from typing import Optional
+
+# before torch is imported: compile in this process (its C++ compiler runs
+# are then finished child processes, counted in the CPU time), from an
+# empty inductor cache (the first compilation is a cold one)
+os.environ.setdefault('TORCHINDUCTOR_COMPILE_THREADS', '1')
+os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR',
+                      tempfile.mkdtemp(prefix='bench_inductor_'))
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -91,6 +109,19 @@ def parse_args(argv=None):
         'augmentation, epoch e uses pass e mod PASSES)')
     parser.add_argument('--dtype', default='float32')
     parser.add_argument(
+        '--no-compile',
+        action='store_true',
+        help='cached paths: run the frozen network eagerly')
+    parser.add_argument(
+        '--no-extraction-compare',
+        action='store_true',
+        help='skip the eager vs compiled frozen-forward comparison')
+    parser.add_argument(
+        '--compare-rounds',
+        type=int,
+        default=3,
+        help='alternating eager / compiled passes of the comparison')
+    parser.add_argument(
         '--work-dir', default=osp.join(ROOT, 'work_dirs', 'bench_cached'))
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args(argv)
@@ -133,6 +164,79 @@ def stage2_config(args, seed: int, work_dir: str, config=None):
     return cfg
 
 
+def cpu_time() -> float:
+    """CPU seconds of this process and its finished child processes."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def compare_extraction(args, seed: int) -> dict:
+    """Frozen forward over the training set: eager vs compiled."""
+    import torch
+    from cache_features import FrozenFeatures, build_frozen_model
+    from mmengine.runner import Runner
+    cfg = stage2_config(args, seed, osp.join(args.work_dir, 'compare'))
+    model, _ = build_frozen_model(cfg, args.stage1)
+    loader_cfg = copy.deepcopy(cfg.train_dataloader)
+    loader_cfg.dataset.pipeline = copy.deepcopy(
+        cfg.test_dataloader.dataset.pipeline)
+    loader_cfg.sampler = dict(
+        type='DefaultSampler', shuffle=False, round_up=False)
+    loader_cfg.drop_last = False
+    loader = Runner.build_dataloader(loader_cfg, seed=seed)
+    with torch.no_grad():  # preprocessed once: only the network is timed
+        batches = [model.data_preprocessor(d, False)['inputs'] for d in loader]
+    compiled = FrozenFeatures(model)
+    start, cpu = time.perf_counter(), cpu_time()
+    with torch.no_grad():
+        compiled(batches[0])
+    compile_s, compile_cpu = time.perf_counter() - start, cpu_time() - cpu
+    times = dict(eager=[], compiled=[])
+    cpus = dict(eager=[], compiled=[])
+    max_diff = 0.0
+    with torch.no_grad():
+        for _ in range(args.compare_rounds):
+            for name, fn in (('eager', model.extract_feat), ('compiled',
+                                                             compiled)):
+                start, cpu = time.perf_counter(), cpu_time()
+                for x in batches:
+                    fn(x)
+                times[name].append(time.perf_counter() - start)
+                cpus[name].append(cpu_time() - cpu)
+        for x in batches:
+            diff = (compiled(x)[0] - model.extract_feat(x)[0]).abs().max()
+            max_diff = max(max_diff, float(diff))
+    result = dict(
+        compiled=compiled.is_compiled,
+        fallback=compiled.reason,
+        batches=len(batches),
+        compile_seconds=compile_s,
+        compile_cpu_seconds=compile_cpu,
+        eager_seconds=times['eager'],
+        compiled_seconds=times['compiled'],
+        eager_cpu_seconds=cpus['eager'],
+        compiled_cpu_seconds=cpus['compiled'],
+        max_abs_diff=max_diff,
+        max_abs_feature=max(
+            float(x.abs().max()) for x in [model.extract_feat(batches[0])[0]]))
+    med = statistics.median
+    result['speedup'] = med(times['eager']) / med(times['compiled'])
+    result['cpu_speedup'] = med(cpus['eager']) / med(cpus['compiled'])
+    print(
+        f'frozen forward over {len(batches)} batches (test pipeline), '
+        f'{args.compare_rounds} alternating rounds: eager '
+        f'{med(times["eager"]):.2f} s (CPU {med(cpus["eager"]):.2f} s), '
+        f'compiled {med(times["compiled"]):.2f} s (CPU '
+        f'{med(cpus["compiled"]):.2f} s): {result["speedup"]:.2f}x '
+        f'({result["cpu_speedup"]:.2f}x in CPU time); first compilation '
+        f'(cold cache) {compile_s:.1f} s (CPU {compile_cpu:.1f} s); '
+        f'largest |feature difference| {max_diff:.2e} (features up to '
+        f'{result["max_abs_feature"]:.2f}); compiled: {compiled.is_compiled}' +
+        (f' ({compiled.reason})' if compiled.reason else ''),
+        flush=True)
+    return result
+
+
 def evaluate(cfg, checkpoint: str) -> dict:
     metrics = evaluate_stage(
         osp.basename(cfg.work_dir), cfg, checkpoint, 'bench')
@@ -146,11 +250,11 @@ def full_path(args, seed: int, workers: Optional[int] = None) -> dict:
         args.workers = workers
     cfg = stage2_config(
         args, seed, osp.join(args.work_dir, f'full_{seed}_w{args.workers}'))
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu = time.perf_counter(), cpu_time()
     runner = Runner.from_cfg(cfg)
     runner.train()
     seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - cpu
+    cpu_seconds = cpu_time() - cpu
     ckpt = osp.join(cfg.work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
     return dict(
         seconds=seconds, cpu_seconds=cpu_seconds, metrics=evaluate(cfg, ckpt))
@@ -165,16 +269,17 @@ def cached_path(args, seed: int, variant: tuple) -> dict:
     shutil.rmtree(cache, ignore_errors=True)  # end to end: extract again
     cfg = stage2_config(args, seed, work_dir)
     cached_cfg = stage2_config(args, seed, work_dir, args.cached_config)
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu = time.perf_counter(), cpu_time()
     result = train_stage2_cached(
         copy.deepcopy(cfg),
         cached_cfg,
         cache,
         passes=passes,
         augment=augment,
-        dtype=args.dtype)
+        dtype=args.dtype,
+        compile=not args.no_compile)
     seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - cpu
+    cpu_seconds = cpu_time() - cpu
     return dict(
         seconds=seconds,
         cpu_seconds=cpu_seconds,
@@ -182,6 +287,7 @@ def cached_path(args, seed: int, variant: tuple) -> dict:
         train_seconds=result['seconds'],
         cache_mb=os.path.getsize(osp.join(cache, 'feats.npy')) / 1e6,
         iters=result['iters'],
+        compiled=result['extraction']['compiled'],
         metrics=evaluate(cfg, result['checkpoint']),
         passes=result['extraction']['passes'])
 
@@ -205,6 +311,9 @@ def main(argv=None) -> dict:
           f'{args.stage1}; seeds {seeds}; {args.workers} data worker(s), '
           f'{torch.get_num_threads()} torch thread(s); cached variants: '
           f'{names}; {args.dtype}')
+    comparison = None
+    if not args.no_extraction_compare:
+        comparison = compare_extraction(args, seeds[0])
     runs = []
     extra = None
     if args.also_full_workers >= 0 and args.also_full_workers != args.workers:
@@ -229,7 +338,8 @@ def main(argv=None) -> dict:
             print(
                 f'  cached, {name}: {cached["seconds"]:.1f} s (extraction '
                 f'{cached["extract_seconds"]:.1f} s + training '
-                f'{cached["train_seconds"]:.1f} s), '
+                f'{cached["train_seconds"]:.1f} s, compiled: '
+                f'{cached["compiled"]}), '
                 f'{run["full"]["seconds"] / cached["seconds"]:.1f}x; CPU '
                 f'{cached["cpu_seconds"]:.1f} s, '
                 f'{run["full"]["cpu_seconds"] / cached["cpu_seconds"]:.1f}x; '
@@ -285,7 +395,10 @@ def main(argv=None) -> dict:
         print(f'with {args.also_full_workers} data worker(s) (seed '
               f'{seeds[0]}), the full path takes {extra["seconds"]:.1f} s')
     result = dict(
-        args=dict(vars(args), variants=names), runs=runs, summary=summary)
+        args=dict(vars(args), variants=names),
+        extraction_compare=comparison,
+        runs=runs,
+        summary=summary)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=1)

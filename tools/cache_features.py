@@ -21,11 +21,15 @@ stage-1 weights are loaded as ``load_from`` loads them, and the network is
 run in the state stage 2 trains it in (train mode, norm layers of the
 backbone and neck in eval mode). The training set is read in order; with
 ``--augment`` through the training pipeline (pass ``p`` seeds the data
-workers with ``seed + p``), otherwise through the test pipeline.
+workers with ``seed + p``), otherwise through the test pipeline. The
+backbone and neck run compiled by ``torch.compile`` (:class:`FrozenFeatures`;
+``--no-compile``: eagerly); where compilation is unavailable or fails, they
+run eagerly and the reason is logged.
 """
 import argparse
 import copy
 import json
+import logging
 import os
 import os.path as osp
 import re
@@ -271,6 +275,63 @@ def build_frozen_model(cfg: Config,
     return model, seed
 
 
+class FrozenFeatures:
+    """``model.extract_feat`` compiled by ``torch.compile``, or eager.
+
+    The compiled function is specialised to the shape of the first batch
+    (``dynamic=False``); a batch of another shape (the last, smaller one)
+    runs eagerly, so nothing is compiled twice. Where ``torch.compile``
+    raises, when it is called or on the first batch (e.g. no C++ compiler
+    for inductor on the CPU, no Triton on CUDA, an unsupported Python), the
+    reason is logged as a warning and every batch runs eagerly; an error of
+    the model itself is raised again by the eager call. Compiled features
+    equal the eager ones up to float rounding (docs/performance.md).
+
+    Args:
+        model (nn.Module): The frozen classifier (``extract_feat``).
+        compile (bool): Compile. Defaults to True.
+    """
+
+    def __init__(self, model, compile: bool = True) -> None:
+        self.model = model
+        self.compiled = None
+        self.reason = None if compile else 'disabled (compile=False)'
+        self._shape = None
+        if compile:
+            try:
+                self.compiled = torch.compile(
+                    model.extract_feat, dynamic=False)
+            except Exception as exc:  # unavailable here
+                self._fall_back(exc)
+
+    @property
+    def is_compiled(self) -> bool:
+        """Whether the batches run compiled (so far)."""
+        return self.compiled is not None
+
+    def _fall_back(self, exc: Exception) -> None:
+        from mmengine.logging import print_log
+        lines = str(exc).strip().splitlines() or ['']
+        self.reason = f'{type(exc).__name__}: {lines[0][:300]}'
+        self.compiled = None
+        print_log(
+            'feature extraction runs eagerly: torch.compile failed '
+            f'({self.reason})',
+            logger='current',
+            level=logging.WARNING)
+
+    def __call__(self, inputs: torch.Tensor):
+        if self.compiled is not None:
+            if self._shape is None:
+                self._shape = inputs.shape
+            if inputs.shape == self._shape:
+                try:
+                    return self.compiled(inputs)
+                except Exception as exc:  # compilation failed
+                    self._fall_back(exc)
+        return self.model.extract_feat(inputs)
+
+
 def _neck_feature(feats) -> torch.Tensor:
     """The single (N, D) tensor of a classifier's neck output."""
     if len(feats) != 1 or feats[0].dim() != 2:
@@ -285,19 +346,25 @@ def extract_pass(model,
                  dataloader,
                  writer,
                  pass_idx: int,
-                 log_every: int = 0) -> float:
+                 log_every: int = 0,
+                 features: Optional[FrozenFeatures] = None) -> float:
     """Run the frozen model over the training set (in order) into a cache.
+
+    Args:
+        features (FrozenFeatures, optional): The backbone and neck to run.
+            Defaults to None (``model.extract_feat``, eager).
 
     Returns:
         float: Seconds taken.
     """
     from mmdisalign.cls.datasets import stage1_logits
+    extract_feat = features or model.extract_feat
     start = time.perf_counter()
     pos = 0
     with torch.no_grad():
         for i, data in enumerate(dataloader):
             data = model.data_preprocessor(data, False)
-            feat = _neck_feature(model.extract_feat(data['inputs']))
+            feat = _neck_feature(extract_feat(data['inputs']))
             logits = stage1_logits(model.head, (feat, ))
             labels = torch.cat(
                 [s.gt_label.reshape(-1)[:1] for s in data['data_samples']])
@@ -323,7 +390,8 @@ def cache_features(cfg: Config,
                    device: str = 'cpu',
                    seed: Optional[int] = None,
                    overwrite: bool = False,
-                   log_every: int = 0) -> dict:
+                   log_every: int = 0,
+                   compile: bool = True) -> dict:
     """Extract the frozen stage-1 features of ``cfg``'s training set.
 
     Args:
@@ -341,6 +409,10 @@ def cache_features(cfg: Config,
         seed (int, optional): Overrides ``cfg.randomness.seed``.
         overwrite (bool): Replace an existing cache. Defaults to False.
         log_every (int): Progress every that many batches. Defaults to 0.
+        compile (bool): Run the backbone and neck compiled by
+            ``torch.compile`` (:class:`FrozenFeatures`; eager where that
+            fails, with the reason logged). The stage-1 logits are computed
+            eagerly from the features either way. Defaults to True.
 
     Returns:
         dict: The cache's meta data.
@@ -370,6 +442,7 @@ def cache_features(cfg: Config,
     if num_workers is not None:
         loader_cfg.num_workers = num_workers
         loader_cfg.persistent_workers = num_workers > 0
+    features = FrozenFeatures(model, compile)
     writer = None
     pass_seconds = []
     for p in range(passes):
@@ -389,7 +462,8 @@ def cache_features(cfg: Config,
                 passes=passes,
                 dtype=dtype,
                 overwrite=overwrite)
-        pass_seconds.append(extract_pass(model, loader, writer, p, log_every))
+        pass_seconds.append(
+            extract_pass(model, loader, writer, p, log_every, features))
     stat = os.stat(checkpoint)
     return writer.close(
         dict(
@@ -402,6 +476,8 @@ def cache_features(cfg: Config,
             checkpoint_mtime=stat.st_mtime,
             feature_sha1=feature_fingerprint(model),
             pass_seconds=pass_seconds,
+            compiled=features.is_compiled,
+            compile_fallback=features.reason,
             seconds=time.perf_counter() - start))
 
 
@@ -439,6 +515,11 @@ def parse_args(argv=None):
         help='data workers (default: the training loader\'s)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda[:i]')
     parser.add_argument(
+        '--no-compile',
+        action='store_true',
+        help='run the backbone and neck eagerly instead of compiled by '
+        'torch.compile')
+    parser.add_argument(
         '--seed', type=int, help='overrides the config\'s randomness.seed')
     parser.add_argument(
         '--cfg-options',
@@ -465,11 +546,14 @@ def main(argv=None) -> dict:
         device=args.device,
         seed=args.seed,
         overwrite=args.overwrite,
-        log_every=50)
+        log_every=50,
+        compile=not args.no_compile)
     print(f'cached {meta["passes"]} pass(es) x {meta["num_samples"]} '
           f'samples ({meta["feat_dim"]}-d features, {meta["num_classes"]} '
           f'classes, {meta["dtype"]}) in {args.out} in '
-          f'{meta["seconds"]:.1f} s')
+          f'{meta["seconds"]:.1f} s, backbone and neck ' +
+          ('compiled'
+           if meta['compiled'] else f'eager ({meta["compile_fallback"]})'))
     return meta
 
 

@@ -18,7 +18,16 @@ Every model is tested on the balanced test set with the config's
 ``LongTailAccuracy``; the tool prints overall / many / medium / few top-1 of
 every method as mean ± standard deviation over the seeds (and per seed)
 and writes ``results.json`` / ``results.md`` to the work dir. Finished
-runs are reused when the tool is started again with the same work dir.
+runs are reused when the tool is started again with the same work dir (a
+work dir holding runs of another data set or other thresholds is refused,
+not overwritten).
+
+``--data-root`` and the many / medium / few thresholds work as in
+``tools/run_main_job.py``: any valid long-tail list data set is used as it
+is (nothing in it is modified), a new or empty directory gets
+Fashion-MNIST-LT; the thresholds come from ``--many-threshold`` /
+``--few-threshold``, the data set's ``meta.json`` or the training counts,
+and are printed.
 
 ``--task seg`` (FCN, Fashion-MNIST scenes; mIoU and head / body / tail
 mIoU) and ``--task det`` (Mask R-CNN, Fashion-MNIST scenes in LVIS layout;
@@ -51,6 +60,7 @@ import time
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.append(osp.join(REPO, 'tools'))  # tools/disalign_demo
+from disalign_demo import experiments as exp
 from disalign_demo.experiments import (CACHED_STAGE2_CONFIG, CONFIG_DIR,
                                        LT_COLUMNS, METRIC_KEYS, STAGE1_CONFIG,
                                        build_data, evaluate_stage,
@@ -107,12 +117,9 @@ def parse_args(argv=None):
         default=None,
         help='default work_dirs/baselines (cls), work_dirs/compare_seg, '
         'work_dirs/compare_det')
-    parser.add_argument(
-        '--data-root',
-        default=None,
-        help='the data set (default data/fashion_mnist_lt, '
-        'data/fmnist_scenes or data/fmnist_lvis, or <work-dir>/data with '
-        '--quick); built if missing')
+    exp.add_data_args(
+        parser, 'data/fashion_mnist_lt (cls), data/fmnist_scenes (seg), '
+        'data/fmnist_lvis (det)')
     parser.add_argument('--workers', type=int, default=0)
     parser.add_argument(
         '--quick',
@@ -179,14 +186,29 @@ class Comparison:
         args: The parsed arguments.
         data_root (str): The built data set.
         classes (list[str], optional): Class names (seg / det).
+        data (dict, optional): cls: :func:`build_data`'s description of the
+            long-tail list data set.
+        setup (dict, optional): cls: the data set and the many / few
+            thresholds the results depend on.
+        stage_options (dict, optional): cls: keyword arguments of
+            :func:`stage_config` (workers, thresholds, frequency file).
     """
 
-    def __init__(self, args, data_root: str, classes=None) -> None:
+    def __init__(self,
+                 args,
+                 data_root: str,
+                 classes=None,
+                 data=None,
+                 setup=None,
+                 stage_options=None) -> None:
         self.args = args
         self.task = None if args.task == 'cls' else TASKS[args.task]
         self.methods = methods_of(args.task)
         self.data_root = data_root
         self.classes = classes
+        self.data = data if data is not None else data_root
+        self.setup = setup or {}
+        self.stage_options = stage_options or dict(workers=args.workers)
 
     def settings(self, how: str) -> dict:
         """What a run of kind ``how`` depends on besides seed and method."""
@@ -210,12 +232,12 @@ class Comparison:
         if self.task is None:
             return stage_config(
                 config,
-                self.data_root,
+                self.data,
                 work_dir,
                 seed,
                 args.quick,
                 load_from=load_from,
-                workers=args.workers)
+                **self.stage_options)
         return scene_stage_config(
             self.task,
             config,
@@ -238,6 +260,16 @@ class Comparison:
             return None
         with open(path) as f:
             found = json.load(f)
+        # results written before the setup was recorded: Fashion-MNIST-LT
+        saved = found.get('setup', self.setup)
+        if saved != self.setup:
+            diff = ', '.join(
+                f'{k}: {saved.get(k)!r} there, {self.setup.get(k)!r} now'
+                for k in sorted(set(saved) | set(self.setup))
+                if saved.get(k) != self.setup.get(k))
+            raise ValueError(
+                f'{path} is the result of another run setup ({diff}); use '
+                'another --work-dir (nothing was overwritten)')
         settings = self.settings(how)
         if found.get('settings', settings) != settings:
             raise ValueError(
@@ -257,6 +289,7 @@ class Comparison:
             checkpoint=ckpt,
             metrics=self.metrics(metrics),
             settings=self.settings(how),
+            setup=self.setup,
             seconds=round(time.time() - t0, 1))
         os.makedirs(osp.dirname(result_file), exist_ok=True)
         with open(result_file, 'w') as f:
@@ -292,12 +325,12 @@ def run_method(cmp: Comparison, method: str, seed: int, seed_dir: str,
     else:
         cached_cfg = stage_config(
             CACHED_STAGE2_CONFIG,
-            cmp.data_root,
+            cmp.data,
             work_dir,
             seed,
             args.quick,
             load_from=stage1_ckpt,
-            workers=args.workers)
+            **cmp.stage_options)
         metrics, ckpt, _ = run_stage2_cached(
             f'seed {seed} {method}',
             cfg,
@@ -354,13 +387,34 @@ def main(argv=None) -> dict:
         f'task {args.task}, seeds {args.seeds}, methods {args.methods}; '
         f'{torch.get_num_threads()} torch thread(s), {args.workers} data '
         'worker(s)', WHO)
+    many_thr = few_thr = None
     if task is None:
-        build_data(data_root, args.quick, WHO)
-        cmp = Comparison(args, data_root)
+        data = build_data(
+            data_root, args.quick, WHO, layout=exp.data_layout(args))
+        many_thr, few_thr = exp.data_thresholds(data, args.many_threshold,
+                                                args.few_threshold, WHO)
+        setup = dict(
+            data_root=data_root,
+            train_list=data['train_list'],
+            test_list=data['test_list'],
+            many_thr=many_thr,
+            few_thr=few_thr)
+        stage_options = dict(
+            workers=args.workers,
+            many_thr=many_thr,
+            few_thr=few_thr,
+            class_freq=exp.class_freq_file(data, args.work_dir))
+        cmp = Comparison(
+            args,
+            data_root,
+            data=data,
+            setup=setup,
+            stage_options=stage_options)
         columns, keys = LT_COLUMNS, None
-        caption = ('Fashion-MNIST-LT, balanced test set, top-1 (%), mean ± '
-                   f'std over seeds {args.seeds} (each seed: its own stage '
-                   '1, then every method on it):')
+        caption = (f'{data["name"]}, test set, top-1 (%), mean ± std over '
+                   f'seeds {args.seeds} (each seed: its own stage 1, then '
+                   f'every method on it); many > {many_thr:g}, few < '
+                   f'{few_thr:g} training images:')
     else:
         data = task.build_data(data_root, args.quick, WHO)
         cmp = Comparison(args, data_root, data['classes'])
@@ -404,6 +458,9 @@ def main(argv=None) -> dict:
         seeds=args.seeds,
         methods=args.methods,
         quick=args.quick,
+        data_root=data_root,
+        many_thr=many_thr,
+        few_thr=few_thr,
         summary=summary,
         per_seed={str(s): per_seed[s]
                   for s in args.seeds})

@@ -1,6 +1,7 @@
 """The main job: DisAlign on Fashion-MNIST-LT, end to end, on the CPU.
 
-1. builds Fashion-MNIST-LT under ``data/fashion_mnist_lt`` (once),
+1. builds Fashion-MNIST-LT under ``data/fashion_mnist_lt`` (once; or uses
+   the long-tail list data set given with ``--data-root`` as it is),
 2. trains stage 1 (joint training, plain linear head),
 3. trains stage 2 (DisAlign calibration + GRW loss on the frozen stage 1),
 4. evaluates both on the balanced test set, prints the table
@@ -15,7 +16,24 @@ Everything runs through mmengine's Runner with the shipped configs::
 Options: ``--work-dir`` (default ``work_dirs/main_job``), ``--seed``,
 ``--quick`` (a tiny data set and a few iterations, for tests),
 ``--stage2 runner|cached`` (stage 2 through the Runner, the default, or on
-cached features; the job prints which it used), ``--workers``.
+cached features; the job prints which it used), ``--workers``,
+``--data-root`` (any long-tail list data set, see below) and
+``--many-threshold`` / ``--few-threshold``.
+
+Data: ``--data-root`` that holds this job's build of Fashion-MNIST-LT is
+reused; a new or empty one gets Fashion-MNIST-LT built into it; any other
+directory is used as it is when it is a valid long-tail list data set
+(``classes.txt``, the training and test lists ``--train-list`` /
+``--test-list``, the images under ``--image-prefix``; optional
+``class_freq.json`` and ``meta.json`` must agree with the training list)
+and refused otherwise. Nothing in an existing data set is deleted or
+overwritten. Many / medium / few thresholds: the options, else
+``many_thr`` / ``few_thr`` of the data set's ``meta.json``, else (with
+``--quick``) 20 / 8, else derived from the training counts (the classes by
+count in thirds, 10 classes: 4 / 3 / 3; each threshold the geometric mean
+of the counts on both sides, rounded to one significant digit when that
+still separates them: 1000 / 200 for Fashion-MNIST-LT). The job prints
+them with the group sizes. See docs/cls.md.
 """
 import argparse
 import json
@@ -28,9 +46,11 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.append(osp.join(REPO, 'tools'))  # tools/disalign_demo
 from disalign_demo.experiments import (CACHED_STAGE2_CONFIG, CONFIG_DIR,
-                                       STAGE1_CONFIG, build_data, format_table,
-                                       log, run_stage, run_stage2_cached,
-                                       stage_config)
+                                       STAGE1_CONFIG, add_data_args,
+                                       build_data, class_freq_file,
+                                       data_layout, data_thresholds,
+                                       format_table, log, run_stage,
+                                       run_stage2_cached, stage_config)
 
 STAGE2_CONFIG = osp.join(
     CONFIG_DIR, 'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_disalign.py')
@@ -76,11 +96,7 @@ def parse_args(argv=None):
         default=1,
         help='augmented passes over the training set for --stage2 cached '
         '(epoch e uses pass e mod passes)')
-    parser.add_argument(
-        '--data-root',
-        default=None,
-        help=f'Fashion-MNIST-LT directory (default: {DATA_ROOT}, or '
-        '<work-dir>/data with --quick); built if missing')
+    add_data_args(parser, DATA_ROOT)
     return parser.parse_args(argv)
 
 
@@ -92,7 +108,10 @@ def _cpu_seconds(who: str) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def plot_per_class(stage1_file: str, stage2_file: str, out: str) -> None:
+def plot_per_class(stage1_file: str,
+                   stage2_file: str,
+                   out: str,
+                   name: str = 'Fashion-MNIST-LT') -> None:
     """Per-class accuracy of both stages, classes by training frequency."""
     import matplotlib
     matplotlib.use('Agg')
@@ -121,8 +140,7 @@ def plot_per_class(stage1_file: str, stage2_file: str, out: str) -> None:
     ax.set_xlabel('class / training images / group, most to least frequent')
     ax.set_ylim(0, 115)
     ax.set_yticks(range(0, 101, 20))
-    ax.set_title('Fashion-MNIST-LT: per-class accuracy on the balanced test '
-                 'set')
+    ax.set_title(f'{name}: per-class accuracy on the test set')
     ax.legend(loc='upper right', ncol=2, fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
@@ -189,37 +207,40 @@ def main(argv=None) -> dict:
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - max(1, workers)))
     log(f'{os.cpu_count()} CPU cores: {workers} data worker(s), '
         f'{torch.get_num_threads()} torch thread(s)')
-    meta = build_data(data_root, args.quick)
-    log(f'training images per class: {meta["train_counts"]}')
+    data = build_data(data_root, args.quick, layout=data_layout(args))
+    log(f'training images per class: {data["train_counts"]}')
+    many_thr, few_thr = data_thresholds(data, args.many_threshold,
+                                        args.few_threshold)
+    class_freq = class_freq_file(data, work_dir)
+    common = dict(
+        workers=workers,
+        many_thr=many_thr,
+        few_thr=few_thr,
+        class_freq=class_freq)
 
-    cfg1 = stage_config(
-        STAGE1_CONFIG,
-        data_root,
-        osp.join(work_dir, 'stage1'),
-        args.seed,
-        args.quick,
-        workers=workers)
+    cfg1 = stage_config(STAGE1_CONFIG, data, osp.join(work_dir, 'stage1'),
+                        args.seed, args.quick, **common)
     metrics1, ckpt1, t1 = run_stage('stage 1', cfg1)
     cfg2 = stage_config(
         STAGE2_CONFIG,
-        data_root,
+        data,
         osp.join(work_dir, 'disalign'),
         args.seed,
         args.quick,
         load_from=ckpt1,
-        workers=workers)
+        **common)
     if args.stage2 == 'cached':
         log(f'stage 2 path: cached features ({args.cache_passes} augmented '
             'forward pass(es) of the frozen stage 1, then the stage-2 recipe '
             'on the cached features)')
         cfg2_cached = stage_config(
             CACHED_STAGE2_CONFIG,
-            data_root,
+            data,
             cfg2.work_dir,
             args.seed,
             args.quick,
             load_from=ckpt1,
-            workers=workers)
+            **common)
         metrics2, ckpt2, t2 = run_stage2_cached(
             'stage 2 (DisAlign)', cfg2, cfg2_cached, passes=args.cache_passes)
     else:
@@ -233,16 +254,19 @@ def main(argv=None) -> dict:
     plot_per_class(
         osp.join(cfg1.work_dir, 'eval', 'per_class_accuracy.json'),
         osp.join(cfg2.work_dir, 'eval', 'per_class_accuracy.json'),
-        per_class_png)
+        per_class_png,
+        name=data['name'])
     rho = cfg2.model.head.loss.rho
-    plot_grw_weights(osp.join(data_root, 'class_freq.json'), rho, grw_png)
+    plot_grw_weights(class_freq, rho, grw_png)
 
     results = dict(
         seed=args.seed,
         quick=args.quick,
         stage2_path=args.stage2,
         data_root=data_root,
-        train_counts=meta['train_counts'],
+        train_counts=data['train_counts'],
+        many_thr=many_thr,
+        few_thr=few_thr,
         stage1=metrics1,
         disalign=metrics2,
         stage1_checkpoint=ckpt1,
@@ -257,8 +281,8 @@ def main(argv=None) -> dict:
         json.dump(results, f, indent=2)
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(table + '\n')
-    print(f'\nFashion-MNIST-LT (ratio {meta["args"]["ratio"]:g}), balanced '
-          'test set, top-1 (%):')
+    print(f'\n{data["name"]}, test set, top-1 (%); many > {many_thr:g}, '
+          f'few < {few_thr:g} training images:')
     print(table)
     print(f'\nstage 2 path: {args.stage2}')
     print(f'per-class accuracy plot: {per_class_png}')

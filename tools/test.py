@@ -4,6 +4,7 @@ The command line of the upstream ``tools/test.py`` scripts::
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out OUT]
         [--show] [--show-dir DIR] [--wait-time S] [--interval N] [--tta]
+        [--allow-uncalibrated] [--trust-checkpoint]
         [--cfg-options KEY=VALUE ...] [--launcher ...] [--local-rank N]
 
 ``--out`` and ``--show-dir`` follow the library of the config
@@ -22,7 +23,7 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import ConfigDict
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -31,8 +32,11 @@ try:
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmdisalign
+
+from mmdisalign.compat import TRUST_KEY, trusted_checkpoints
 from mmdisalign.engine.dist import setup_cpu_dist
-from mmdisalign.engine.hooks import DataSizeCheckHook
+from mmdisalign.engine.hooks import CheckpointCheckHook, DataSizeCheckHook
+from mmdisalign.utils.config import CfgOptionsAction, load_config
 
 PICKLE_SUFFIXES = ('.pkl', '.pickle')
 
@@ -68,9 +72,21 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override settings of the config, as key=value pairs merged '
         'into it, e.g. test_dataloader.batch_size=4')
+    parser.add_argument(
+        '--allow-uncalibrated',
+        action='store_true',
+        help='test a checkpoint that lacks the calibration parameters of '
+        'the DisAlign model of the config (the calibration keeps its '
+        'initial values); refused otherwise')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load checkpoints with weights_only=False (can run code stored '
+        'in them: only for files you trust); same as trust_checkpoint=True '
+        'in the config')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -151,6 +167,8 @@ def merge_args(cfg, args):
                                 osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     cfg.resume = False
+    if args.trust_checkpoint:
+        cfg[TRUST_KEY] = True
     if args.show or args.show_dir:
         _enable_visualization(cfg, args)
     if args.tta:
@@ -172,19 +190,26 @@ def _add_dump_metric(runner, cfg, out):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg = merge_args(cfg, args)
     setup_cpu_dist(cfg)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.register_hook(DataSizeCheckHook())
-    runner.logger.info(f'mmdisalign {mmdisalign.__version__} from '
-                       f'{osp.dirname(osp.abspath(mmdisalign.__file__))}')
-    if args.out is not None:
-        _add_dump_metric(runner, cfg, args.out)
-    return runner.test()
+    trusted = cfg.get(TRUST_KEY, False)
+    with trusted_checkpoints(trusted):
+        if 'runner_type' not in cfg:
+            runner = Runner.from_cfg(cfg)
+        else:
+            runner = RUNNERS.build(cfg)
+        runner.register_hook(DataSizeCheckHook())
+        runner.register_hook(
+            CheckpointCheckHook(
+                'test',
+                allow_uncalibrated=args.allow_uncalibrated,
+                trusted=trusted))
+        runner.logger.info(f'mmdisalign {mmdisalign.__version__} from '
+                           f'{osp.dirname(osp.abspath(mmdisalign.__file__))}')
+        if args.out is not None:
+            _add_dump_metric(runner, cfg, args.out)
+        return runner.test()
 
 
 if __name__ == '__main__':

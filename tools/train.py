@@ -4,7 +4,8 @@ The command line of the upstream ``tools/train.py`` scripts::
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--auto-scale-lr] [--no-validate] [--no-pin-memory]
-        [--no-persistent-workers] [--cfg-options KEY=VALUE ...]
+        [--no-persistent-workers] [--trust-checkpoint]
+        [--cfg-options KEY=VALUE ...]
         [--launcher {none,pytorch,slurm,mpi}] [--local-rank N]
 
 Several processes: ``tools/dist_train.sh`` (torchrun) or
@@ -21,7 +22,6 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner, find_latest_checkpoint
@@ -31,8 +31,11 @@ try:
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmdisalign
+
+from mmdisalign.compat import TRUST_KEY, trusted_checkpoints
 from mmdisalign.engine.dist import setup_cpu_dist
-from mmdisalign.engine.hooks import DataSizeCheckHook
+from mmdisalign.engine.hooks import CheckpointCheckHook, DataSizeCheckHook
+from mmdisalign.utils.config import CfgOptionsAction, load_config
 
 
 def parse_args(argv=None):
@@ -70,9 +73,15 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override settings of the config, as key=value pairs merged '
         'into it, e.g. train_cfg.max_epochs=2 or key="[a,b]" for lists')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load checkpoints with weights_only=False (can run code stored '
+        'in them: only for files you trust); same as trust_checkpoint=True '
+        'in the config')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -161,22 +170,27 @@ def merge_args(cfg, args):
         cfg.auto_scale_lr.enable = True
     _set_resume(cfg, args.resume)
     _set_dataloaders(cfg, args)
+    if args.trust_checkpoint:
+        cfg[TRUST_KEY] = True
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg = merge_args(cfg, args)
     setup_cpu_dist(cfg)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    runner.register_hook(DataSizeCheckHook())
-    runner.logger.info(f'mmdisalign {mmdisalign.__version__} from '
-                       f'{osp.dirname(osp.abspath(mmdisalign.__file__))}')
-    runner.train()
+    trusted = cfg.get(TRUST_KEY, False)
+    with trusted_checkpoints(trusted):
+        if 'runner_type' not in cfg:
+            runner = Runner.from_cfg(cfg)
+        else:
+            runner = RUNNERS.build(cfg)
+        runner.register_hook(DataSizeCheckHook())
+        runner.register_hook(CheckpointCheckHook('train', trusted=trusted))
+        runner.logger.info(f'mmdisalign {mmdisalign.__version__} from '
+                           f'{osp.dirname(osp.abspath(mmdisalign.__file__))}')
+        runner.train()
     return runner
 
 

@@ -2,14 +2,17 @@
 categories (mmdet would silently read an extra label as background)."""
 from typing import Any, List, Optional, Sequence
 
+from mmdet.models.dense_heads import RPNHead
+from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmdet.models.roi_heads.bbox_heads import BBoxHead
 from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
+from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 
-from mmdisalign.utils.class_freq import load_class_freq_meta
-from mmdisalign.utils.misc import listed, unwrap_datasets
+from mmdisalign.utils.class_freq import check_class_order, load_class_freq_meta
+from mmdisalign.utils.misc import unwrap_datasets
 
 __all__ = ['DisAlignCategoryCheckHook', 'dataset_category_ids']
 
@@ -77,8 +80,11 @@ class DisAlignCategoryCheckHook(Hook):
             return
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
+        # Class heads: RoI box / mask heads and one-stage heads (the RPN
+        # scores objectness only).
         heads = [(name, module) for name, module in model.named_modules()
-                 if isinstance(module, (BBoxHead, FCNMaskHead))]
+                 if isinstance(module, (BBoxHead, FCNMaskHead, BaseDenseHead))
+                 and not isinstance(module, RPNHead)]
         for inner in unwrap_datasets(dataset):
             cat_ids = dataset_category_ids(inner)
             if cat_ids is None:
@@ -87,7 +93,8 @@ class DisAlignCategoryCheckHook(Hook):
             self._check_heads(heads, cat_ids, where)
             self._check_metainfo(inner, cat_ids, where)
             self._check_reference(cat_ids, where)
-            self._check_freq_files(model, inner, cat_ids, where)
+            self._check_freq_files(model, inner, cat_ids, where,
+                                   MMLogger.get_current_instance())
             if evaluator is not None:
                 self._check_evaluator(evaluator, cat_ids, where)
         self._checked.add(split)
@@ -132,8 +139,8 @@ class DisAlignCategoryCheckHook(Hook):
                 'mean the same class in both.')
 
     @staticmethod
-    def _check_freq_files(model, dataset: Any, cat_ids: List[int],
-                          where: str) -> None:
+    def _check_freq_files(model, dataset: Any, cat_ids: List[int], where: str,
+                          logger: Any) -> None:
         seen = set()
         for name, module in model.named_modules():
             source = getattr(module, 'source', None)
@@ -150,18 +157,10 @@ class DisAlignCategoryCheckHook(Hook):
                     f'{_first_difference(file_ids, cat_ids)}. Write it from '
                     'the training annotations of this dataset with '
                     'tools/analysis_tools/lvis_class_freq.py.')
-            classes = meta.get('classes')
-            names = dataset.metainfo.get('classes')
-            if file_ids is None and classes is not None and (
-                    names is not None and list(classes) != list(names)):
-                diff = [
-                    f'{i}: {a!r} vs {b!r}'
-                    for i, (a, b) in enumerate(zip(classes, names)) if a != b
-                ]
-                raise ValueError(
-                    f'The class-frequency file {source!r} (used by {name}) '
-                    f'names other classes than {where}: '
-                    f'{listed(diff, sep="; ")}.')
+            if file_ids is None:
+                check_class_order(
+                    meta.get('classes'), dataset.metainfo.get('classes'),
+                    f'{source!r} (used by {name})', where, logger)
 
     @staticmethod
     def _check_evaluator(evaluator: Any, cat_ids: List[int],

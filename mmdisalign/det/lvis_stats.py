@@ -99,9 +99,16 @@ def category_stats(annotations: Union[dict, str, 'os.PathLike[str]'],
     image_sets = [set() for _ in ids]
     instances = [0] * len(ids)
     unknown = defaultdict(list)
+    orphans = defaultdict(list)
+    image_ids = {
+        img.get('id')
+        for img in annotations['images'] if isinstance(img, dict)
+    }
     num_counted = 0
     for ann in annotations['annotations']:
         cat_id = ann.get('category_id')
+        if ann.get('image_id') not in image_ids:
+            orphans[ann.get('image_id')].append(ann.get('id'))
         if cat_id not in position:
             unknown[cat_id].append(ann.get('id'))
             continue
@@ -118,6 +125,15 @@ def category_stats(annotations: Union[dict, str, 'os.PathLike[str]'],
         ]
         raise ValueError(f'{where}annotations refer to category ids that '
                          f'are not in "categories": {listed(details)}')
+    if orphans:
+        details = [
+            f'{image_id} (annotations {listed(ann_ids)})'
+            for image_id, ann_ids in sorted(orphans.items(), key=str)
+        ]
+        raise ValueError(
+            f'{where}annotations refer to image ids that are not in '
+            f'"images": {listed(details)}. They would be counted for '
+            'images that do not exist; fix or drop them.')
     image_count = [len(s) for s in image_sets]
     names = [str(cat.get('name', cat['id'])) for cat in categories]
 

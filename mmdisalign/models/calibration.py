@@ -4,6 +4,7 @@ See docs/calibration.md.
 """
 import copy
 import math
+import os
 import weakref
 from collections import OrderedDict
 from typing import Optional, Sequence, Tuple, Union
@@ -16,6 +17,7 @@ from mmengine.registry import MODELS, WEIGHT_INITIALIZERS
 from torch import Tensor
 
 from mmdisalign.utils.class_freq import load_class_freq
+from .precision import autocast_enabled, fp32_region, to_fp32
 
 __all__ = [
     'BaseCalibration', 'DisAlignCalibration', 'LWSCalibration',
@@ -28,6 +30,13 @@ CalibTerms = Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]
 def is_calibration(module: nn.Module) -> bool:
     """Whether ``module`` is a calibration (stays trainable in stage 2)."""
     return isinstance(module, BaseCalibration)
+
+
+def _mark_loaded(module: 'BaseCalibration', incompatible_keys) -> None:
+    """``load_state_dict`` post-hook: the model got weights from a
+    checkpoint (``load_from``, ``resume``); check the next training."""
+    module.loaded_weights = True
+    module._training_checked = False
 
 
 def _finite(name: str, value: float) -> float:
@@ -52,13 +61,29 @@ class BaseCalibration(BaseModule):
             indices allowed) that pass through unchanged. Defaults to ().
         init_cfg (dict | list[dict], optional): mmengine init config.
             Defaults to None.
+        joint_training (bool): The whole network is meant to train with
+            this calibration after loading a checkpoint, without
+            ``DisAlignFreezeHook``. Otherwise, after a checkpoint was
+            loaded, the first backward pass into the network before the
+            calibration stops the run unless the hook decided what trains
+            (stage 2 without the hook would fine-tune the whole stage-1
+            network). Defaults to False.
     """
 
     def __init__(self,
                  num_classes: int,
                  uncalibrated_columns: Sequence[int] = (),
-                 init_cfg: Optional[Union[dict, list]] = None) -> None:
+                 init_cfg: Optional[Union[dict, list]] = None,
+                 joint_training: bool = False) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.joint_training = bool(joint_training)
+        #: Set when a state dict was loaded into a model holding this
+        #: module; then training is checked (:meth:`_check_training`).
+        self.loaded_weights = False
+        #: Set by DisAlignFreezeHook once it decided what trains.
+        self.freeze_planned = False
+        self._training_checked = False
+        self.register_load_state_dict_post_hook(_mark_loaded)
         if num_classes < 1:
             raise ValueError(
                 f'num_classes must be >= 1, but got {num_classes}')
@@ -147,7 +172,8 @@ class BaseCalibration(BaseModule):
                 :class:`TauNormCalibration`; others ignore them.
 
         Returns:
-            Tensor: Calibrated logits of the same shape.
+            Tensor: Calibrated logits of the same shape; under autocast
+            computed and returned in float32.
         """
         if logits.dim() < 2:
             raise ValueError(
@@ -164,7 +190,56 @@ class BaseCalibration(BaseModule):
                 f'{type(self).__name__} expected {self.num_logits} logit '
                 f'columns{extra} on dim 1, but got {logits.shape[1]} '
                 f'(logits shape {tuple(logits.shape)})')
+        if self.training and not self._training_checked:
+            self._check_training(logits, feats)
+        if autocast_enabled(logits.device.type):
+            # Mixed precision: sigma, the scale and the margin in float32
+            # (docs/performance.md); the calibrated logits are float32.
+            with fp32_region(logits):
+                logits, feats = to_fp32(logits), to_fp32(feats)
+                return self.calibrate(logits,
+                                      *self.get_terms(logits, feats, **kwargs))
         return self.calibrate(logits, *self.get_terms(logits, feats, **kwargs))
+
+    def _check_training(self, logits: Tensor, feats: Optional[Tensor]) -> None:
+        """Stop a stage 2 that trains the network before the calibration
+        because DisAlignFreezeHook is missing: after a checkpoint was
+        loaded, unless the hook planned what trains or ``joint_training``
+        says so, the first backward pass that reaches the inputs of the
+        calibration raises. Python flags and an autograd hook only, no
+        host-device sync; a forward without backward (evaluation in
+        training mode) is not refused.
+        """
+        if (not torch.is_grad_enabled() or not self.loaded_weights
+                or self.joint_training or self.freeze_planned):
+            return
+        if not any(p.requires_grad for p in self.parameters()):
+            self._training_checked = True  # post-hoc: nothing to train
+            return
+        upstream = [(name, tensor)
+                    for name, tensor in (('logits', logits), ('feats', feats))
+                    if tensor is not None and tensor.requires_grad]
+        if not upstream:
+            self._training_checked = True  # the network before is frozen
+            return
+        names = ' and '.join(name for name, _ in upstream)
+        upstream[0][1].register_hook(lambda grad: self._refuse_training(names))
+
+    def _refuse_training(self, names: str) -> None:
+        name = type(self).__name__
+        raise ValueError(
+            f'{name}: the model was loaded from a checkpoint (load_from / '
+            'resume) and trains with the network before the calibration '
+            f'(its {names} require grad), but no DisAlignFreezeHook froze '
+            'it: this stage 2 would fine-tune the whole stage-1 network. '
+            'Add the hook to the config: '
+            "custom_hooks = [dict(type='DisAlignFreezeHook')] (the "
+            'shipped stage-2 schedules in configs/<task>/_base_/schedules/ '
+            'have it; a config that sets custom_hooks replaces that list, '
+            "so extend it: custom_hooks = _base_.custom_hooks + [...]). If "
+            'the whole network is meant to train with the calibration, say '
+            f"so: calibration=dict(type='{name}', ..., "
+            'joint_training=True). See docs/stage2.md.')
 
     def extra_repr(self) -> str:
         s = f'num_classes={self.num_classes}'
@@ -185,8 +260,9 @@ class DisAlignCalibration(BaseCalibration):
 
     Args:
         in_channels (int): Channels ``C`` of the feature.
-        dense (bool): ``(N, C, H, W)`` inputs and a 1x1 conv.
-            Defaults to False.
+        dense (bool): ``(N, C, H, W)`` inputs and a 1x1 conv; the logits
+            are ``(N, K, H, W)`` or ``(N, K, A, H, W)`` (``A`` anchors per
+            location sharing one sigma). Defaults to False.
         init_mode (str): ``'identity'`` or ``'reference_cls'``.
             Defaults to 'identity'.
         normalize_feature (bool): Sigma from the L2-normalised feature, as
@@ -220,8 +296,10 @@ class DisAlignCalibration(BaseCalibration):
                  alpha_init: Optional[float] = None,
                  beta_init: Optional[float] = None,
                  confidence_init: Optional[dict] = None,
-                 init_cfg: Optional[Union[dict, list]] = None) -> None:
-        super().__init__(num_classes, uncalibrated_columns, init_cfg)
+                 init_cfg: Optional[Union[dict, list]] = None,
+                 joint_training: bool = False) -> None:
+        super().__init__(num_classes, uncalibrated_columns, init_cfg,
+                         joint_training)
         if in_channels < 1:
             raise ValueError(
                 f'in_channels must be >= 1, but got {in_channels}')
@@ -308,7 +386,9 @@ class DisAlignCalibration(BaseCalibration):
                              'call it as calibration(logits, feats)')
         dims, mode = (4, 'dense=True') if self.dense else (2, 'dense=False')
         shape = '(N, K, H, W)' if self.dense else '(N, K)'
-        if logits.dim() != dims:
+        # Dense logits may carry extra dims before H, W (the anchors of a
+        # one-stage detector): (N, K, A, H, W), sigma shared over them.
+        if logits.dim() != dims and not (self.dense and logits.dim() > 4):
             hint = ('use dense=False for (N, K) logits' if self.dense else
                     'set dense=True for dense (N, K, H, W) logits')
             raise ValueError(f'{name}({mode}) expects logits {shape}, but '
@@ -321,10 +401,10 @@ class DisAlignCalibration(BaseCalibration):
             raise ValueError(
                 f'{name}: feats batch size {feats.shape[0]} does not match '
                 f'logits batch size {logits.shape[0]}')
-        if self.dense and feats.shape[2:] != logits.shape[2:]:
+        if self.dense and feats.shape[2:] != logits.shape[-2:]:
             raise ValueError(
                 f'{name}: feats spatial size {tuple(feats.shape[2:])} does '
-                f'not match logits spatial size {tuple(logits.shape[2:])}; '
+                f'not match logits spatial size {tuple(logits.shape[-2:])}; '
                 'compute the calibration at the resolution of the logits '
                 '(no interpolation is done here)')
 
@@ -337,7 +417,11 @@ class DisAlignCalibration(BaseCalibration):
     def get_terms(self, logits: Tensor, feats: Optional[Tensor],
                   **kwargs) -> CalibTerms:
         self._check_feats(logits, feats)
-        return self.alpha, self.beta, self.get_confidence(feats)
+        sigma = self.get_confidence(feats)
+        if sigma.dim() < logits.dim():  # (N, 1, H, W) -> (N, 1, 1.., H, W)
+            sigma = sigma.view(sigma.shape[:2] + (1, ) * (logits.dim() - 4) +
+                               sigma.shape[2:])
+        return self.alpha, self.beta, sigma
 
     def extra_repr(self) -> str:
         return (f'{super().extra_repr()}, in_channels={self.in_channels}, '
@@ -358,8 +442,10 @@ class LWSCalibration(BaseCalibration):
                  num_classes: int,
                  uncalibrated_columns: Sequence[int] = (),
                  alpha_init: float = 0.0,
-                 init_cfg: Optional[Union[dict, list]] = None) -> None:
-        super().__init__(num_classes, uncalibrated_columns, init_cfg)
+                 init_cfg: Optional[Union[dict, list]] = None,
+                 joint_training: bool = False) -> None:
+        super().__init__(num_classes, uncalibrated_columns, init_cfg,
+                         joint_training)
         self.alpha_init = _finite('alpha_init', alpha_init)
         self.alpha = nn.Parameter(torch.full((num_classes, ), self.alpha_init))
 
@@ -464,6 +550,12 @@ class LogitAdjustCalibration(BaseCalibration):
                 class_freq, num_classes=num_classes, key=class_freq_key))
         margin = -self.tau * (freq / freq.sum()).log()
         self.register_buffer('margin', margin.float(), persistent=False)
+        if isinstance(class_freq, dict):
+            class_freq = class_freq.get('file')
+        #: The class-frequency file read (ClassFreqCheckHook checks its
+        #: class order), or None for a list.
+        self.class_freq_file = os.fspath(class_freq) if isinstance(
+            class_freq, (str, os.PathLike)) else None
 
     def get_terms(self, logits: Tensor, feats: Optional[Tensor],
                   **kwargs) -> CalibTerms:

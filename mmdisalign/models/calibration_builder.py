@@ -65,6 +65,7 @@ def build_calibration(cfg: Union[dict, nn.Module],
             source = f', from the head\'s {field}' if field else ''
             raise ValueError(
                 f'calibration {key}={cfg[key]!r} does not match the {head} '
-                f'({key}={value!r}{source})')
+                f'({key}={value!r}{source}); leave {key} out of the '
+                'calibration config: the head fills it in')
         cfg[key] = value
     return registry.build(cfg)

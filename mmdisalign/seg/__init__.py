@@ -5,13 +5,15 @@ import mmdisalign  # noqa: F401  (root registries, checkpoint loader)
 from .evaluation import (HeadBodyTailIoUMetric, class_pixel_ratios,
                          group_classes)
 from .models import (DisAlignDecodeHeadMixin,
-                     DisAlignDepthwiseSeparableASPPHead, DisAlignFCNHead)
+                     DisAlignDepthwiseSeparableASPPHead, DisAlignFCNHead,
+                     DisAlignSegformerHead, DisAlignUPerHead)
 from .pixel_freq import (check_classes_present, count_class_pixels,
                          save_pixel_freq)
 
 __all__ = [
     'DisAlignDecodeHeadMixin', 'DisAlignFCNHead',
-    'DisAlignDepthwiseSeparableASPPHead', 'HeadBodyTailIoUMetric',
-    'class_pixel_ratios', 'group_classes', 'count_class_pixels',
-    'check_classes_present', 'save_pixel_freq'
+    'DisAlignDepthwiseSeparableASPPHead', 'DisAlignUPerHead',
+    'DisAlignSegformerHead', 'HeadBodyTailIoUMetric', 'class_pixel_ratios',
+    'group_classes', 'count_class_pixels', 'check_classes_present',
+    'save_pixel_freq'
 ]

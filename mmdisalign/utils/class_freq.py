@@ -16,7 +16,8 @@ from .misc import class_name, listed, read_json_file
 
 __all__ = [
     'CLASS_FREQ_FORMAT', 'CLASS_FREQ_VERSION', 'save_class_freq',
-    'load_class_freq', 'load_class_freq_meta', 'grw_weights'
+    'load_class_freq', 'load_class_freq_meta', 'grw_weights', 'max_grw_rho',
+    'check_class_order'
 ]
 
 CLASS_FREQ_FORMAT = 'mmdisalign.class_freq'
@@ -306,3 +307,102 @@ def grw_weights(counts: Union[Sequence[float], np.ndarray],
         raw = np.exp(log_raw - log_raw.max())
         total = raw.sum()
     return raw / total * float(normalize_to)
+
+
+def _log_min_grw_weight(log_ratios: np.ndarray, rho: float) -> float:
+    """``log`` of the smallest GRW weight (``normalize_to=K``): the most
+    frequent class's, ``log K - logsumexp_k(rho * log(r_max / r_k))``."""
+    exponents = rho * (log_ratios.max() - log_ratios)
+    top = exponents.max()
+    return float(
+        math.log(len(log_ratios)) -
+        (top + math.log(np.exp(exponents - top).sum())))
+
+
+def max_grw_rho(counts: Union[Sequence[float], np.ndarray],
+                dtype: Any = np.float32) -> float:
+    """The largest ``rho`` whose GRW weights (:func:`grw_weights`, sum K)
+    are all normal numbers of ``dtype``.
+
+    The weights never exceed K (no overflow); the smallest one, that of the
+    most frequent class, falls with ``rho`` and underflows to a denormal or
+    0 past this value. Rounded down to 2 decimals.
+
+    Args:
+        counts (Sequence[float] | np.ndarray): Positive per-class
+            frequencies.
+        dtype (numpy dtype): The dtype the weights are used in.
+            Defaults to float32.
+
+    Returns:
+        float: The limit; ``math.inf`` when all counts are equal.
+    """
+    counts = _to_counts(
+        counts if isinstance(counts, np.ndarray) else list(counts))
+    _check_counts(counts, allow_zero=False)
+    log_ratios = np.log(counts / counts.sum())
+    floor = math.log(float(np.finfo(dtype).tiny))
+    if log_ratios.max() - log_ratios.min() == 0:
+        return math.inf
+    low, high = 0.0, 1.0
+    while _log_min_grw_weight(log_ratios, high) >= floor:
+        low, high = high, high * 2
+    for _ in range(100):  # bisection on a decreasing function
+        mid = (low + high) / 2
+        if _log_min_grw_weight(log_ratios, mid) >= floor:
+            low = mid
+        else:
+            high = mid
+    return math.floor(low * 100) / 100
+
+
+def check_class_order(file_classes: Optional[Sequence[str]],
+                      dataset_classes: Optional[Sequence[str]],
+                      source: str,
+                      where: str,
+                      logger: Any = None) -> bool:
+    """Check that a class-frequency file lists the dataset's classes in the
+    dataset's order (names compared without case and outer spaces).
+
+    Args:
+        file_classes (Sequence[str], optional): ``classes`` of the file.
+        dataset_classes (Sequence[str], optional): The dataset's
+            ``metainfo['classes']``.
+        source (str): The file (and its user), for messages.
+        where (str): The dataset, for messages.
+        logger (logging.Logger, optional): Gets the warning when either
+            side has no names. Defaults to None (no warning).
+
+    Returns:
+        bool: Whether the order could be checked.
+    """
+    if file_classes is None or dataset_classes is None:
+        if logger is not None:
+            lacking = (f'the class-frequency file {source} has no "classes"'
+                       if file_classes is None else
+                       f'{where} has no metainfo["classes"]')
+            logger.warning(
+                f'{lacking}: the order of its counts cannot be checked '
+                f'against {where}; make sure they are in the label order '
+                '(write the file with the statistics tools in tools/, which '
+                'record the names).')
+        return False
+    file_classes = list(file_classes)
+    dataset_classes = list(dataset_classes)
+    for index, (ours, theirs) in enumerate(zip(file_classes, dataset_classes)):
+        if str(ours).strip().lower() != str(theirs).strip().lower():
+            raise ValueError(
+                f'class {index} is {theirs!r} in {where} but {ours!r} in the '
+                f'class-frequency file {source}: the file lists other '
+                'classes or another class order, so every count (and GRW '
+                'weight) would go to the wrong class. Write the file from '
+                "this dataset's training set with the statistics tools in "
+                'tools/ (see docs/grw_loss.md).')
+    if len(file_classes) != len(dataset_classes):
+        raise ValueError(
+            f'the class-frequency file {source} names '
+            f'{len(file_classes)} classes but {where} has '
+            f'{len(dataset_classes)} (they agree on the first '
+            f'{min(len(file_classes), len(dataset_classes))}); use the '
+            "file written from this dataset's training set.")
+    return True

@@ -2,6 +2,8 @@
 import gzip
 import json
 import os.path as osp
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from PIL import Image
 from mmdisalign.cls.datasets import read_list_file
 from mmdisalign.utils.class_freq import load_class_freq
 
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 REAL_LABELS = osp.join(fm.DEFAULT_FASHION_MNIST_DIR,
                        fm.IDX_FILES['train_labels'])
 
@@ -132,3 +135,41 @@ def test_bad_idx_files(tmp_path, fake_idx):
     with pytest.raises(ValueError, match='fewer than the 40 training'):
         fm.build_fashion_mnist_lt(
             str(tmp_path / 'o'), max_per_class=40, src_dir=str(src))
+
+
+def test_ratio_clamped_to_one_is_refused(tmp_path, fake_idx):
+    """--ratio 1000 --max-per-class 10 would clamp the tail counts to 1 (a
+    real ratio of 10): the builder and the converter say so, write
+    nothing."""
+    src, _, _ = fake_idx
+    out = tmp_path / 'o'
+    with pytest.raises(
+            ValueError, match=r'real ratio would be 10 \(10 / 1\)'
+            r', not 1000'):
+        fm.build_fashion_mnist_lt(
+            str(out), ratio=1000, max_per_class=10, src_dir=str(src))
+    assert not out.exists()
+    proc = subprocess.run([
+        sys.executable, 'tools/dataset_converters/fashion_mnist_lt.py',
+        str(out), '--ratio', '1000', '--max-per-class', '10', '--src-dir',
+        str(src)
+    ],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True)
+    assert proc.returncode == 1
+    assert 'Traceback' not in proc.stderr
+    assert 'fashion_mnist_lt.py: error: ratio 1000 with 10 images' in (
+        proc.stderr)
+    assert '--max-per-class' in proc.stderr and not out.exists()
+    # a ratio the counts can hold: the converter prints the real ratio
+    proc = subprocess.run([
+        sys.executable, 'tools/dataset_converters/fashion_mnist_lt.py',
+        str(out), '--ratio', '10', '--max-per-class', '10', '--src-dir',
+        str(src)
+    ],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert '[10, 4, 2, 1] (total 17; real ratio 10)' in proc.stdout

@@ -8,6 +8,9 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import mmdisalign.cls  # noqa: F401
+from mmdisalign.cls import DisAlignStackedLinearClsHead
+from mmdisalign.models.calibration import LWSCalibration
+from mmdisalign.utils.class_freq import save_class_freq
 
 K, D, N = 5, 8, 4
 
@@ -174,3 +177,224 @@ def test_disalign_cosine_head_sigma_from_normalised_feature():
     alpha, beta = head.calibration.alpha, head.calibration.beta
     expected = (1 + sigma * alpha) * z + sigma * beta
     torch.testing.assert_close(head((x, )), expected, rtol=1e-5, atol=1e-5)
+
+
+# --- the mixin: stacked-linear and ViT heads, bad input ---------------------
+
+STACKED = dict(
+    type='StackedLinearClsHead',
+    num_classes=K,
+    in_channels=D,
+    mid_channels=[6, 7],
+    norm_cfg=dict(type='BN1d'))
+VIT = dict(
+    type='VisionTransformerClsHead',
+    num_classes=K,
+    in_channels=D,
+    hidden_dim=12)
+IDENTITY = dict(type='DisAlignCalibration', init_mode='identity')
+CALIBRATION_KEYS = [
+    'calibration.alpha', 'calibration.beta', 'calibration.confidence.bias',
+    'calibration.confidence.weight'
+]
+
+
+def _pair(cfg, seed, **kwargs):
+    """A randomised upstream head and its DisAlign variant with the
+    upstream state dict loaded (the stage-1 checkpoint)."""
+    upstream = _randomize(MODELS.build(cfg), seed)
+    head = MODELS.build(dict(cfg, type='DisAlign' + cfg['type'],
+                             **kwargs)).eval()
+    result = head.load_state_dict(upstream.state_dict(), strict=False)
+    assert result.unexpected_keys == []
+    assert sorted(result.missing_keys) == CALIBRATION_KEYS
+    return upstream.eval(), head
+
+
+@pytest.mark.parametrize('cfg,layer,width', [
+    (STACKED, 'layers.2.fc', 7),
+    (VIT, 'layers.head', 12),
+    (dict(VIT, hidden_dim=None), 'layers.head', D),
+])
+def test_new_heads_identity_at_init_and_classifier_input(cfg, layer, width):
+    upstream, head = _pair(cfg, 8, calibration=IDENTITY)
+    assert head.get_classifier() is head.get_submodule(layer)
+    assert head.calibration.in_channels == width
+    feats = _feats(relu=False)
+    # identity init: exactly the upstream head with the same weights
+    torch.testing.assert_close(head(feats), upstream(feats))
+    # the formula on the classifier input (pre_logits), not on feats
+    _randomize(head.calibration, 9)
+    x = head.pre_logits(feats)
+    assert x.shape == (N, width)
+    z = upstream(feats)
+    conf = head.calibration.confidence_layer
+    sigma = torch.sigmoid(x @ conf.weight.T + conf.bias)
+    alpha, beta = head.calibration.alpha, head.calibration.beta
+    torch.testing.assert_close(
+        head(feats), (1 + sigma * alpha) * z + sigma * beta)
+
+
+@pytest.mark.parametrize('cfg', [STACKED, VIT], ids=['stacked', 'vit'])
+def test_new_heads_reference_init_and_grw_loss_backward(cfg):
+    counts = [100, 50, 20, 10, 5]
+    loss = dict(type='GRWCrossEntropyLoss', class_freq=counts, rho=1.2)
+    upstream, head = _pair(dict(cfg, loss=loss), 10)
+    head.calibration.init_weights()
+    # the default reference init: (1 + sigma) z, the same ranking
+    feats = _feats(relu=False)
+    x = head.pre_logits(feats)
+    conf = head.calibration.confidence_layer
+    assert torch.all(conf.weight == 0.1)
+    sigma = torch.sigmoid(x @ conf.weight.T + conf.bias)
+    z = upstream(feats)
+    torch.testing.assert_close(head(feats), (1 + sigma) * z)
+    assert torch.equal(head(feats).argmax(1), z.argmax(1))
+    # stage 2: only the calibration trains
+    head.train()
+    for name, param in head.named_parameters():
+        param.requires_grad = name.startswith('calibration.')
+    samples = [DataSample().set_gt_label(i % K) for i in range(N)]
+    value = head.loss(feats, samples)['loss']
+    assert torch.isfinite(value) and value > 0
+    value.backward()
+    for name, param in head.named_parameters():
+        if name.startswith('calibration.'):
+            assert param.grad is not None and param.grad.abs().sum() > 0
+        else:
+            assert param.grad is None, name
+
+
+def test_vit_head_init_weights_keeps_the_calibration_init():
+    head = MODELS.build(dict(VIT, type='DisAlignVisionTransformerClsHead'))
+    head.init_weights()
+    # upstream: Constant(0) on every Linear, Lecun normal on pre_logits
+    assert torch.all(head.layers.head.weight == 0)
+    assert head.layers.pre_logits.weight.abs().sum() > 0
+    # the calibration's own reference init, not the head's Constant(0)
+    calib = head.calibration
+    assert torch.all(calib.confidence_layer.weight == 0.1)
+    assert torch.all(calib.alpha == 1) and torch.all(calib.beta == 0)
+
+
+def test_classifier_layer_not_found_names_the_head_and_the_fix():
+    from mmpretrain.models.heads import EfficientFormerClsHead
+
+    from mmdisalign.cls import DisAlignClsHeadMixin
+
+    class DisAlignEfficientFormerClsHead(DisAlignClsHeadMixin,
+                                         EfficientFormerClsHead):
+        pass  # its classifier is `head`, not the default `fc`
+
+    with pytest.raises(
+            AttributeError,
+            match=r"DisAlignEfficientFormerClsHead has no classifier layer "
+            r"'fc'.*set `classifier_layer` on "
+            r'DisAlignEfficientFormerClsHead'):
+        DisAlignEfficientFormerClsHead(num_classes=K, in_channels=D)
+
+    class NotALayer(DisAlignEfficientFormerClsHead):
+        classifier_layer = 'loss_module'
+
+    with pytest.raises(
+            TypeError,
+            match=r"NotALayer: the classifier layer 'loss_module' is a "
+            r'CrossEntropyLoss without a \(num_classes, D\) weight'):
+        NotALayer(num_classes=K, in_channels=D)
+
+    class Hidden(DisAlignStackedLinearClsHead):
+        classifier_layer = 'layers.0.fc'
+
+    with pytest.raises(
+            ValueError,
+            match=r"Hidden: the classifier layer 'layers.0.fc' has 6 outputs "
+            r'but the head predicts num_classes=5; set `classifier_layer`'):
+        Hidden(num_classes=K, in_channels=D, mid_channels=[6, 7])
+
+    class OutOfRange(DisAlignStackedLinearClsHead):
+        classifier_layer = 'layers.5.fc'
+
+    with pytest.raises(AttributeError, match="no classifier layer 'layers.5"):
+        OutOfRange(num_classes=K, in_channels=D, mid_channels=[6])
+
+
+def test_calibration_sized_for_other_classes_names_the_head_and_the_fix():
+    with pytest.raises(
+            ValueError,
+            match=r'calibration num_classes=3 does not match the '
+            r'classification head DisAlignVisionTransformerClsHead '
+            r'\(num_classes=5.*leave num_classes out'):
+        MODELS.build(
+            dict(
+                VIT,
+                type='DisAlignVisionTransformerClsHead',
+                calibration=dict(type='DisAlignCalibration', num_classes=3)))
+    # the input width of the classifier layer, not the head's in_channels
+    with pytest.raises(
+            ValueError,
+            match=r'in_channels=8 does not match.*in_channels=12, from the '
+            r"head's layers.head.weight input width"):
+        MODELS.build(
+            dict(
+                VIT,
+                type='DisAlignVisionTransformerClsHead',
+                calibration=dict(type='DisAlignCalibration', in_channels=D)))
+    # a calibration module built for 3 classes
+    with pytest.raises(
+            ValueError,
+            match=r'DisAlignStackedLinearClsHead: the calibration takes 3 '
+            r'logit columns but the head predicts num_classes=5'):
+        MODELS.build(
+            dict(
+                STACKED,
+                type='DisAlignStackedLinearClsHead',
+                calibration=LWSCalibration(num_classes=3)))
+
+
+def test_grw_class_count_must_match_the_cls_head(tmp_path):
+    path = tmp_path / 'freq.json'
+    save_class_freq(path, [5, 4, 3, 2], count_type='images')
+    with pytest.raises(
+            ValueError,
+            match=r"DisAlignLinearClsHead predicts num_classes=5 but its "
+            r'GRWCrossEntropyLoss has 4 class weights from the frequency '
+            r"file '.*freq\.json'; use the frequency file"):
+        MODELS.build(
+            dict(
+                type='DisAlignLinearClsHead',
+                num_classes=K,
+                in_channels=D,
+                loss=dict(type='GRWCrossEntropyLoss', class_freq=str(path))))
+
+
+def test_cosine_scale_must_be_positive():
+    with pytest.raises(ValueError, match='scale must be positive, got 0'):
+        MODELS.build(
+            dict(type='CosineClsHead', num_classes=K, in_channels=D, scale=0))
+
+
+def test_bad_calibration_types_in_a_cls_head():
+    with pytest.raises(TypeError, match='must be a config dict'):
+        MODELS.build(
+            dict(
+                type='DisAlignLinearClsHead',
+                num_classes=K,
+                in_channels=D,
+                calibration='DisAlignCalibration'))
+    with pytest.raises(
+            KeyError,
+            match=r"'NoSuchCalibration' is not registered; import "
+            r'mmdisalign'):
+        MODELS.build(
+            dict(
+                type='DisAlignLinearClsHead',
+                num_classes=K,
+                in_channels=D,
+                calibration=dict(type='NoSuchCalibration')))
+    with pytest.raises(TypeError, match='not a mmdisalign BaseCalibration'):
+        MODELS.build(
+            dict(
+                type='DisAlignLinearClsHead',
+                num_classes=K,
+                in_channels=D,
+                calibration=dict(type='LinearClsHead')))

@@ -157,3 +157,21 @@ def test_class_freq_tool_from_config(tmp_path, monkeypatch, load_tool):
     meta = load_class_freq_meta(out)
     assert meta['classes'] == ['Alpha', 'Beta', 'Zeta']
     assert meta['num_classes'] == 3
+
+
+def test_empty_image(tmp_path):
+    """A 0-byte image: named when the annotations are loaded, and by the
+    dataset (not by cv2) when the load-time check is off."""
+    _write(tmp_path, _ann())
+    (tmp_path / 'train_val2018/c1/3.jpg').write_bytes(b'')
+    with pytest.raises(
+            ValueError,
+            match=r'train2018.json: images\[3\] \(id 103\): image '
+            r"'train_val2018/c1/3.jpg' under .* is empty \(0 bytes\)"):
+        _build(tmp_path)
+    ds = _build(tmp_path, check_images=False)
+    ds.pipeline = ds.pipeline.__class__([dict(type='LoadImageFromFile')])
+    with pytest.raises(
+            ValueError,
+            match=r"train2018.json: image '.*c1/3.jpg' of sample 3 is empty"):
+        ds[3]

@@ -125,3 +125,34 @@ def test_num_classes_and_classes_must_agree(root):
     _, ds = _build(root, GOOD, classes=None)
     assert ds.metainfo['classes'] == ('0', '1', '2')
     assert isinstance(ds, LongTailListDataset)
+
+
+def test_empty_image_names_file_and_line(root):
+    """A 0-byte image: named with its list line when the list is loaded."""
+    (root / 'images' / 'train/dog/1.png').write_bytes(b'')
+    with pytest.raises(
+            ValueError,
+            match=r"train\.txt, line 2: image 'train/dog/1\.png' under .* "
+            r'is empty \(0 bytes; 1 of 4 listed images are empty\)'):
+        _build(root, GOOD)
+
+
+def test_undecodable_image_named_by_the_pipeline(root):
+    """Without the load-time check (check_images=False), a 0-byte or a
+    non-image file fails in the loading transform (cv2 / mmcv, which do not
+    name it): the dataset names the list file, the sample and the image."""
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+    _, ds = _build(root, GOOD, check_images=False, pipeline=pipeline)
+    assert ds[0]['inputs'].shape == (3, 4, 4)
+    (root / 'images' / 'train/dog/1.png').write_bytes(b'')
+    with pytest.raises(
+            ValueError,
+            match=r"train\.txt: image '.*train/dog/1\.png' of sample 1 is "
+            r'empty \(0 bytes\)'):
+        ds[1]
+    (root / 'images' / 'train/emu/1.png').write_text('not an image')
+    with pytest.raises(
+            RuntimeError,
+            match=r"train\.txt: the data pipeline failed on sample 3, image "
+            r"'.*train/emu/1\.png'"):
+        ds[3]

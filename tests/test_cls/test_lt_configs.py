@@ -35,6 +35,11 @@ CONFIGS = sorted(
     if '_base_' not in p)
 BY_NAME = {osp.splitext(osp.basename(p))[0]: p for p in CONFIGS}
 EVAL_ONLY = ('TauNormCalibration', 'LogitAdjustCalibration')
+# The classifier layer of a stage-1 head, where it is not ``fc``.
+CLASSIFIER = {'VisionTransformerClsHead': 'head.layers.head.'}
+# Stage-1 heads whose classifier starts at zero (upstream init): the first
+# iteration gives the backbone no gradient (it trains from the second).
+ZERO_INIT_CLASSIFIER = ('VisionTransformerClsHead', )
 
 
 @DATASETS.register_module(force=True)
@@ -245,8 +250,20 @@ def test_config_runs_one_iteration(path, tmp_path, stage1_ckpts):
     after = runner.model.state_dict()
     changed = _changed(snap.state, after)
     if stage1 is None:  # stage 1: everything trains
-        assert any(k.startswith('backbone.') for k in changed)
-        assert any(k.startswith('head.fc.') for k in changed)
+        if head.type in ZERO_INIT_CLASSIFIER:
+            assert torch.all(snap.state[CLASSIFIER[head.type] + 'weight'] == 0)
+            optimized = {
+                id(p)
+                for group in runner.optim_wrapper.optimizer.param_groups
+                for p in group['params']
+            }
+            backbone = list(runner.model.backbone.parameters())
+            assert all(
+                p.requires_grad and id(p) in optimized for p in backbone)
+        else:
+            assert any(k.startswith('backbone.') for k in changed)
+        classifier = CLASSIFIER.get(head.type, 'head.fc.')
+        assert any(k.startswith(classifier) for k in changed)
         return
     hooks = [h.type for h in cfg.custom_hooks]
     assert hooks[0] == 'DisAlignFreezeHook'

@@ -141,6 +141,31 @@ def test_annotation_file_with_more_categories(files):
         DisAlignCategoryCheckHook().before_train(run)
 
 
+def test_one_stage_head_of_another_class_count(files):
+    """A RetinaNet-style dense head is checked; an RPN (objectness only)
+    is not."""
+    dense = dict(
+        type='DisAlignRetinaHead',
+        in_channels=2,
+        feat_channels=2,
+        stacked_convs=0,
+        loss_cls=dict(type='FocalLoss', use_sigmoid=True))
+    net = nn.ModuleDict(
+        dict(
+            rpn=MODELS.build(
+                dict(type='RPNHead', in_channels=2, feat_channels=2)),
+            dense=MODELS.build(dict(dense, num_classes=3))))
+    DisAlignCategoryCheckHook().before_train(
+        runner(net, dataset(files['train'], 3)))
+    net['dense'] = MODELS.build(dict(dense, num_classes=4))
+    with pytest.raises(
+            ValueError,
+            match=r'has 3 categories, but the model predicts another '
+            r'number of classes: dense \(num_classes=4\)\. '):
+        DisAlignCategoryCheckHook().before_train(
+            runner(net, dataset(files['train'], 3)))
+
+
 def test_metainfo_names_another_number_of_classes(files):
     run = runner(model(3), dataset(files['train'], 1203))
     with pytest.raises(
@@ -166,8 +191,10 @@ def test_frequency_file_of_another_category_set(files):
     save_class_freq(names, [3, 2, 1], classes=['n0', 'x', 'n2'])
     run = runner(model(3, names), dataset(files['train'], 3))
     with pytest.raises(
-            ValueError, match=r"names other classes .*1: 'x' vs "
-            r"'n1'"):
+            ValueError,
+            match=r"class 1 is 'n1' in the train dataset .* but 'x' in the "
+            r"class-frequency file '.*names_freq\.json' \(used by "
+            r'bbox\.loss_cls\)'):
         DisAlignCategoryCheckHook().before_train(run)
 
 

@@ -32,10 +32,11 @@ from mmdisalign.utils.class_freq import save_class_freq
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(REPO, 'configs')
 DET = osp.join(CONFIGS, 'det')
-# The shipped configs; the files under _base_ are parts of them.
+# The shipped two-stage configs; the files under _base_ are parts of them.
+# The one-stage ones (RetinaNet) are tested in test_configs_one_stage.py.
 ALL = sorted(
     p for p in glob.glob(osp.join(DET, '**', '*.py'), recursive=True)
-    if '_base_' not in p)
+    if '_base_' not in p and not osp.basename(p).startswith('retinanet'))
 # Trained from the frozen stage 1: DisAlign and the LWS baseline.
 STAGE2 = [p for p in ALL if p.endswith(('_disalign.py', '_lws.py'))]
 # Post-hoc baselines: the stage-1 checkpoint tested with a calibration.
@@ -134,7 +135,7 @@ def method_of(path):
 
 
 def test_naming_and_pairs():
-    assert len(STAGE1) == 15 and len(STAGE2) == 17 and len(POSTHOC) == 4
+    assert len(STAGE1) == 16 and len(STAGE2) == 18 and len(POSTHOC) == 4
     basenames = [
         osp.basename(p)
         for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True)
@@ -142,7 +143,7 @@ def test_naming_and_pairs():
     for path in ALL:
         assert basenames.count(osp.basename(path)) == 1, path
         assert re.fullmatch(
-            r'(cascade-)?mask-rcnn_[a-z0-9-]+_fpn'
+            r'(cascade-)?mask-rcnn_[a-z0-9-]+_fpn(_4conv1fc-gn)?'
             r'(_cosine)?_[a-z0-9.-]+_[a-z0-9.-]+'
             r'(_disalign|_lws|_tau-norm|_logit-adjust)?\.py',
             osp.basename(path)), path
@@ -170,6 +171,11 @@ def test_settings(path):
     name = dataset_of(path)
     num_classes = NUM_CLASSES[name]
     cosine = '_cosine_' in osp.basename(path)
+    # The box head of the stage-1 model (the stage-2 one is its DisAlign
+    # variant).
+    four_conv = '_4conv1fc-gn_' in osp.basename(path)
+    upstream_head = ('Shared4Conv1FCBBoxHead'
+                     if four_conv else 'Shared2FCBBoxHead')
     stage2 = path in STAGE2
     assert 'mmdisalign.det' in cfg.custom_imports.imports
     assert cfg.default_scope == 'mmdet'
@@ -216,6 +222,11 @@ def test_settings(path):
         else:
             assert predictor['type'] == 'Linear'
         method = method_of(path)
+        if four_conv:
+            assert head.conv_out_channels == 256
+            assert head.fc_out_channels == 1024
+            assert head.norm_cfg == dict(
+                type='GN', num_groups=32, requires_grad=True)
         if method == 'logit-adjust':
             assert head.type == 'DisAlignShared2FCBBoxHead'
             assert head.calibration.type == 'LogitAdjustCalibration'
@@ -223,7 +234,7 @@ def test_settings(path):
             assert head.calibration.class_freq.endswith(
                 '_train_class_freq.json')
         elif method is not None:
-            assert head.type == 'DisAlignShared2FCBBoxHead'
+            assert head.type == 'DisAlign' + upstream_head
             assert head.calibration == CALIBRATION[method]
         if method in ('tau-norm', 'logit-adjust'):
             assert head.loss_cls.type == 'CrossEntropyLoss'
@@ -238,7 +249,7 @@ def test_settings(path):
             assert isinstance(loss.class_freq, str)
             assert loss.class_freq.endswith('_train_class_freq.json')
         else:
-            assert head.type == 'Shared2FCBBoxHead'
+            assert head.type == upstream_head
             assert head.loss_cls.type == 'CrossEntropyLoss'
     if stage2 or method is not None:
         # Nothing is downloaded: every weight comes from load_from.

@@ -147,3 +147,25 @@ def test_tool(tmp_path, capsys, load_tool):
     assert not other.exists()
     with pytest.raises(ValueError, match='refusing to overwrite'):
         tool.main([str(ann), '-o', str(ann)])
+
+
+def test_annotation_of_a_missing_image(tmp_path, load_tool):
+    """An annotation whose image_id is not in "images" is not counted: the
+    error names the image id and the annotation id (library and tool)."""
+    data = coco_file()
+    data['annotations'].append(
+        dict(id=42, image_id=99, category_id=3, bbox=[0, 0, 1, 1]))
+    with pytest.raises(
+            ValueError,
+            match=r'image ids that are not in "images": 99 \(annotations '
+            r'42\)'):
+        category_stats(data)
+    ann = tmp_path / 'orphan.json'
+    ann.write_text(json.dumps(data))
+    out = tmp_path / 'orphan_class_freq.json'
+    with pytest.raises(
+            ValueError,
+            match=r'orphan\.json: annotations refer '
+            r'to image ids .* 99 \(annotations 42\)'):
+        load_tool('analysis_tools/lvis_class_freq').main([str(ann)])
+    assert not out.exists()

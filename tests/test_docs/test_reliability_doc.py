@@ -2,7 +2,7 @@
 import os.path as osp
 import re
 
-from conftest import REPO
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 MIN_ROWS = 70
 ROW = re.compile(r'^\|(?P<cells>.*)\|\s*$')

@@ -10,7 +10,9 @@ import importlib
 import logging
 import os
 import pickle
+import struct
 import uuid
+import zipfile
 
 import pytest
 import torch
@@ -224,3 +226,241 @@ def test_install_is_idempotent(runner_checkpoint):
     assert CheckpointLoader._schemes[''] is reloaded.load_from_local
     assert _load_checkpoint(path)['meta']['iter'] == 3
     assert mmdisalign.compat is reloaded
+
+
+# --- Safe loading: the allow-list, refusals, the opt-in, broken files. ---
+
+
+class Payload:
+    """A pickle payload: unpickling it runs ``touch MARKER``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+class GetattrPayload:
+    """Unpickles as ``getattr(HistoryBuffer, '__init__')`` (only the
+    statistics methods are allowed)."""
+
+    def __reduce__(self):
+        return (getattr, (HistoryBuffer, '__init__'))
+
+
+def _with(path, out, where, value):
+    ckpt = torch.load(path, weights_only=False)
+    if where == 'meta':
+        ckpt['meta']['note'] = value
+    else:
+        ckpt['state_dict']['fc.extra'] = value
+    torch.save(ckpt, str(out))
+    return str(out)
+
+
+def test_allow_list_is_scoped(runner_checkpoint):
+    """The allow-list is added for each load only; what the user allowed
+    before stays allowed."""
+    path, _ = runner_checkpoint
+    torch.serialization.clear_safe_globals()
+    torch.serialization.add_safe_globals([HistoryBuffer])
+    try:
+        assert _load_checkpoint(path)['meta']['iter'] == 3
+        assert torch.serialization.get_safe_globals() == [HistoryBuffer]
+    finally:
+        torch.serialization.clear_safe_globals()
+    assert _load_checkpoint(path)['meta']['iter'] == 3
+    assert torch.serialization.get_safe_globals() == []
+    with pytest.raises(pickle.UnpicklingError, match='weights_only'):
+        torch.load(path)  # plain torch.load is left as it was
+
+
+@pytest.mark.parametrize('where', ['meta', 'state_dict'])
+def test_reduce_payload_refused(runner_checkpoint, tmp_path, where):
+    path, _ = runner_checkpoint
+    marker = tmp_path / 'marker'
+    evil = _with(path, tmp_path / 'evil.pth', where, Payload(marker))
+    with pytest.raises(compat.UnsafeCheckpointError) as info:
+        _load_checkpoint(evil)
+    assert not marker.exists()
+    message = str(info.value)
+    assert f"Refusing to load checkpoint '{evil}'" in message
+    assert f'it needs {os.system.__module__}.system,' in message
+    assert '`trust_checkpoint = True` in the config' in message
+    assert '`--trust-checkpoint` on tools/train.py / tools/test.py' in message
+    # The opt-in: the file is trusted, so it loads (and runs its payload).
+    with compat.trusted_checkpoints():
+        ckpt = _load_checkpoint(evil)
+    assert marker.exists()
+    assert ckpt['meta']['iter'] == 3
+    # Leaving the block restores the safe loading.
+    marker.unlink()
+    with pytest.raises(compat.UnsafeCheckpointError):
+        _load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_legacy_format_payload_refused(runner_checkpoint, tmp_path):
+    """torch's pre-1.6 format: loads when safe, refused with a payload."""
+    path, state = runner_checkpoint
+    ckpt = torch.load(path, weights_only=False)
+    legacy = tmp_path / 'legacy.pth'
+    torch.save(ckpt, str(legacy), _use_new_zipfile_serialization=False)
+    loaded = _load_checkpoint(str(legacy))
+    assert torch.equal(loaded['state_dict']['fc.weight'], state['fc.weight'])
+    marker = tmp_path / 'marker'
+    ckpt['meta']['note'] = Payload(marker)
+    torch.save(ckpt, str(legacy), _use_new_zipfile_serialization=False)
+    with pytest.raises(compat.UnsafeCheckpointError, match='needs posix'):
+        _load_checkpoint(str(legacy))
+    assert not marker.exists()
+
+
+def test_getattr_restricted_to_history_buffer(runner_checkpoint, tmp_path):
+    path, _ = runner_checkpoint
+    evil = _with(path, tmp_path / 'evil.pth', 'meta', GetattrPayload())
+    with pytest.raises(compat.UnsafeCheckpointError) as info:
+        _load_checkpoint(evil)
+    assert "needs getattr(<class 'mmengine.logging.history_buffer." \
+        "HistoryBuffer'>, '__init__')" in str(info.value)
+
+
+def test_numpy_and_upstream_meta_load(tmp_path):
+    """numpy scalars and arrays of numeric dtypes (metric values, logs) and
+    the meta of an mmcv 1.x model-zoo checkpoint (strings, tuples) load;
+    an object array does not."""
+    import numpy as np
+    meta = dict(
+        config="model = dict(type='ResNet')",
+        env_info='sys.platform: linux',
+        mmcv_version='1.7.0',
+        CLASSES=('a', 'b'),
+        PALETTE=[(0, 0, 0), (1, 2, 3)],
+        best_score=np.float32(0.5),
+        counts=np.arange(3, dtype=np.int32),
+        mask=np.array([True, False]),
+        half=np.float16(1.5),
+        big=np.uint64(7))
+    path = tmp_path / 'zoo.pth'
+    torch.save(dict(meta=meta, state_dict={'w': torch.ones(2)}), str(path))
+    loaded = _load_checkpoint(str(path))['meta']
+    assert loaded['CLASSES'] == ('a', 'b')
+    assert loaded['best_score'] == np.float32(0.5)
+    assert loaded['counts'].tolist() == [0, 1, 2]
+    assert loaded['big'] == 7 and loaded['half'] == 1.5
+    meta['objects'] = np.array([{'a': 1}], dtype=object)
+    torch.save(dict(meta=meta), str(path))
+    with pytest.raises(compat.UnsafeCheckpointError, match='ObjectDType'):
+        _load_checkpoint(str(path))
+
+
+def test_trust_must_be_a_bool():
+    with pytest.raises(TypeError, match="`trust_checkpoint` must be True"):
+        with compat.trusted_checkpoints('False'):
+            pass
+
+
+def _flipped(path, out, offset, count=64):
+    data = bytearray(open(path, 'rb').read())
+    for i in range(offset, offset + count):
+        data[i] ^= 0xFF
+    out.write_bytes(bytes(data))
+    return str(out)
+
+
+def test_broken_files(runner_checkpoint, tmp_path):
+    path, _ = runner_checkpoint
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    with pytest.raises(compat.CheckpointReadError) as info:
+        _load_checkpoint(str(empty))
+    assert str(
+        info.value).startswith(f"Checkpoint file '{empty}' is empty (0 bytes)")
+    for name, text in (('notes.pth', 'stage 1 ran fine\n'), ('class_freq.json',
+                                                             '[5, 3, 1]')):
+        other = tmp_path / name
+        other.write_text(text)
+        with pytest.raises(compat.CheckpointReadError) as info:
+            _load_checkpoint(str(other))
+        assert str(info.value).startswith(
+            f"'{other}' is not a PyTorch checkpoint: it is neither a zip "
+            "archive written by torch.save nor torch's legacy format (it "
+            f'starts with {text.encode()[:16]!r})')
+    archive = tmp_path / 'data.zip'
+    with zipfile.ZipFile(archive, 'w') as out:
+        out.writestr('images/0.png', b'png')
+    with pytest.raises(compat.CheckpointReadError, match='no data.pkl'):
+        _load_checkpoint(str(archive))
+
+
+def _data_offset(path, info):
+    """Where the bytes of a zip member start (after its local header)."""
+    with open(path, 'rb') as file:
+        file.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack('<HH', file.read(4))
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def test_flipped_bytes(runner_checkpoint, tmp_path):
+    """torch itself does not check the CRC-32 of the zip members: 64 flipped
+    bytes in a tensor load as wrong weights. The loader checks them."""
+    path, _ = runner_checkpoint
+    ckpt = torch.load(path, weights_only=False)
+    ckpt['state_dict']['big'] = torch.arange(1000.)
+    path = str(tmp_path / 'ckpt.pth')
+    torch.save(ckpt, path)
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+    pkl = next(i for i in infos if i.filename.endswith('/data.pkl'))
+    tensor = max((i for i in infos if '/data/' in i.filename),
+                 key=lambda i: i.file_size)
+    assert tensor.file_size == 4000
+    size = os.path.getsize(path)
+    for where, offset, reason in (
+        ('tensor', _data_offset(path, tensor) + 100,
+         f"Bad CRC-32 for file '{tensor.filename}'"),
+        ('pickle', _data_offset(path, pkl) + 100,
+         f"Bad CRC-32 for file '{pkl.filename}'"),
+        ('directory', size - 80, None),
+    ):
+        broken = _flipped(path, tmp_path / f'{where}.pth', offset)
+        if where == 'tensor':  # what torch alone does: wrong weights
+            wrong = torch.load(broken, weights_only=False)['state_dict']
+            assert not torch.equal(wrong['big'], torch.arange(1000.))
+        with pytest.raises(compat.CheckpointReadError) as info:
+            _load_checkpoint(broken)
+        message = str(info.value)
+        assert message.startswith(f"Checkpoint file '{broken}' is corrupt")
+        assert 'Copy or write it again' in message
+        if reason:
+            assert reason in message
+
+
+def test_no_crc_checkpoint_loads(tmp_path):
+    """torch.save with CRC-32 turned off writes 0: nothing to check."""
+    path = tmp_path / 'nocrc.pth'
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save(dict(state_dict={'w': torch.arange(4.)}), str(path))
+    finally:
+        torch.serialization.set_crc32_options(True)
+    assert _load_checkpoint(
+        str(path))['state_dict']['w'].tolist() == [0, 1, 2, 3]
+
+
+def test_pretrained_init_loads_runner_checkpoint(runner_checkpoint):
+    """An upstream-style ``init_cfg=dict(type='Pretrained')`` of a Runner
+    checkpoint goes through the same safe loader."""
+    from mmengine.model import BaseModule
+    path, state = runner_checkpoint
+
+    class Net(BaseModule):
+
+        def __init__(self):
+            super().__init__(init_cfg=dict(type='Pretrained', checkpoint=path))
+            self.fc = nn.Linear(4, 2)
+
+    net = Net()
+    net.init_weights()
+    assert torch.equal(net.fc.weight, state['fc.weight'])

@@ -164,17 +164,52 @@ def cls_model_and_batch():
     return model, batch
 
 
+def retinanet_model():
+    """A tiny RetinaNet with the DisAlign dense head and the GRW focal
+    loss (one-stage detection)."""
+    import mmdet
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+
+    import mmdisalign.det  # noqa: F401
+    init_default_scope('mmdet')
+    base = osp.join(
+        osp.dirname(mmdet.__file__), '.mim', 'configs', '_base_', 'models',
+        'retinanet_r50_fpn.py')
+    cfg = Config.fromfile(base).model
+    cfg.backbone.update(depth=18, base_channels=4, init_cfg=None)
+    cfg.neck.update(in_channels=[4, 8, 16, 32], out_channels=8)
+    cfg.bbox_head.update(
+        type='DisAlignRetinaHead',
+        in_channels=8,
+        feat_channels=8,
+        stacked_convs=1,
+        num_classes=3,
+        loss_cls=dict(
+            type='GRWFocalLoss',
+            use_sigmoid=True,
+            class_freq=[50, 10, 2],
+            rho=0.8,
+            num_classes=3))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model
+
+
 def build(task):
     if task == 'cls':
         return cls_model_and_batch()
     builders = _load_fastpath_builders()
     if task == 'seg':
         return builders.seg_model(), builders.seg_batch()
+    if task == 'det-one-stage':
+        return retinanet_model(), builders.det_batch()
     return builders.det_model(), builders.det_batch()
 
 
 @pytest.mark.parametrize('fast_path', [False, True])
-@pytest.mark.parametrize('task', ['cls', 'seg', 'det'])
+@pytest.mark.parametrize('task', ['cls', 'seg', 'det', 'det-one-stage'])
 def test_stage2_train_step_has_no_host_sync(task, fast_path):
     model, batch = build(task)
     runner = SimpleNamespace(
@@ -185,6 +220,12 @@ def test_stage2_train_step_has_no_host_sync(task, fast_path):
     freeze = DisAlignFreezeHook(check_stage1=False)
     model.train()
     freeze.before_train(runner)
+    # Stage 2 trains the calibration only.
+    assert {n
+            for n, p in model.named_parameters() if p.requires_grad} == {
+                n
+                for n, _ in model.named_parameters() if '.calibration.' in n
+            }
     if fast_path:
         DisAlignStage2FastPathHook().before_train(runner)
     optim_wrapper = OptimWrapper(

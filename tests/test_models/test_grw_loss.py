@@ -2,13 +2,15 @@
 of the mmpretrain, mmseg and mmdet heads."""
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.registry import MODELS, DefaultScope, init_default_scope
 
 from mmdisalign.models.losses import GRWCrossEntropyLoss
-from mmdisalign.utils.class_freq import save_class_freq
+from mmdisalign.utils.class_freq import (grw_weights, max_grw_rho,
+                                         save_class_freq)
 
 COUNTS = [100, 10, 1]
 # w_c = 3 * n_c^-1 / sum_k n_k^-1 with rho = 1
@@ -493,3 +495,36 @@ def test_mmdet_shared2fc_bbox_head(restore_scope):
         None,
         reduction_override='none')['loss_cls']
     torch.testing.assert_close(none, torch.tensor(terms), rtol=1e-6, atol=1e-7)
+
+
+# Fashion-MNIST-LT's training counts (imbalance 100), the shipped profile.
+FMNIST_LT_COUNTS = [6000, 3596, 2156, 1292, 774, 464, 278, 166, 100, 60]
+
+
+def test_rho_underflowing_float32_is_refused(tmp_path):
+    path = tmp_path / 'freq.json'
+    save_class_freq(
+        path, FMNIST_LT_COUNTS, classes=[f'c{i}' for i in range(10)])
+    limit = max_grw_rho(FMNIST_LT_COUNTS)
+    assert limit == pytest.approx(19.46)
+    tiny = float(np.finfo(np.float32).tiny)
+    # The limit is usable, 0.01 more is not (the head class underflows).
+    assert grw_weights(FMNIST_LT_COUNTS, limit).min() >= tiny
+    assert grw_weights(FMNIST_LT_COUNTS, limit + 0.01).min() < tiny
+    loss = GRWCrossEntropyLoss(str(path), rho=limit)
+    assert float(loss.class_weight.min()) > 0
+    with pytest.raises(ValueError) as info:
+        GRWCrossEntropyLoss(str(path), rho=1000)
+    message = str(info.value)
+    assert 'rho=1000 gives 9 of 10 class weights' in message
+    assert "class 0 ('c0'): 0" in message
+    assert 'largest usable rho for this frequency profile' in message
+    assert 'is 19.46' in message
+    # A list of counts gets the same error, without names.
+    with pytest.raises(ValueError, match=r'class 0: 0.*is 19\.46'):
+        GRWCrossEntropyLoss(FMNIST_LT_COUNTS, rho=1000)
+
+
+def test_max_grw_rho_of_a_balanced_profile_is_unbounded():
+    assert max_grw_rho([5, 5, 5]) == math.inf
+    GRWCrossEntropyLoss([5, 5, 5], rho=1e6)

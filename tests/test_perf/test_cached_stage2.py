@@ -212,7 +212,7 @@ def _batch(cache, pass_idx, indices):
 def fast_path(setup, cache_features):
     root, cfg, _ = setup
     cache = osp.join(root, 'cache')
-    meta = cache_features(copy.deepcopy(cfg), cache)
+    meta = cache_features(copy.deepcopy(cfg), cache, compile=False)
     result = train_cached(cfg, cache, osp.join(root, 'fast'))
     ckpt = torch.load(result['checkpoint'], weights_only=False)
     return meta, result, ckpt
@@ -268,7 +268,8 @@ def test_one_shot_run_equals_the_two_steps(setup, fast_path):
         cfg,
         _cached_config(cfg, None, osp.join(root, 'one_shot')),
         osp.join(root, 'cache_one_shot'),
-        augment=False)
+        augment=False,
+        compile=False)
     assert result['extraction']['num_samples'] == 26
     one_shot = torch.load(result['checkpoint'], weights_only=False)
     for key, value in ckpt['state_dict'].items():
@@ -391,7 +392,8 @@ def test_crt_reinit_fast_path_equals_runner(setup, tmp_path):
         cfg,
         _cached_config(cfg, None, str(tmp_path / 'fast')),
         str(tmp_path / 'cache'),
-        augment=False)
+        augment=False,
+        compile=False)
     fast = torch.load(
         result['checkpoint'], map_location='cpu',
         weights_only=False)['state_dict']
@@ -408,7 +410,7 @@ def test_cache_of_other_backbone_is_refused(setup, tmp_path, cache_features):
     root, cfg, stage1 = setup
     cfg = _crt_config(cfg)
     cache = str(tmp_path / 'cache')
-    cache_features(copy.deepcopy(cfg), cache)
+    cache_features(copy.deepcopy(cfg), cache, compile=False)
     _train_on_other_weights(cfg, cache, stage1, 'backbone.conv1.weight',
                             tmp_path, 'other backbone / neck weights')
 
@@ -429,7 +431,8 @@ def test_epoch_reads_its_view(setup, tmp_path, cache_features):
 
     root, cfg, _ = setup
     cache = str(tmp_path / 'cache')
-    meta = cache_features(copy.deepcopy(cfg), cache, passes=2, augment=True)
+    meta = cache_features(
+        copy.deepcopy(cfg), cache, passes=2, augment=True, compile=False)
     assert (meta['passes'], meta['augment']) == (2, True)
     runner = Runner.from_cfg(_cached_config(cfg, cache, str(tmp_path / 'w')))
     views = _Views()

@@ -259,7 +259,7 @@ def test_seg_trainable_aux_head_is_kept():
 # ---------------------------------------------------------------------------
 # mmdet: the frozen mask branch (and, opt-in, the RPN loss) is skipped
 # ---------------------------------------------------------------------------
-def det_model():
+def det_model(head='DisAlignShared2FCBBoxHead'):
     import os.path as osp
 
     import mmdet
@@ -278,10 +278,11 @@ def det_model():
     cfg.roi_head.bbox_roi_extractor.out_channels = 8
     cfg.roi_head.mask_roi_extractor.out_channels = 8
     cfg.roi_head.bbox_head.update(
-        type='DisAlignShared2FCBBoxHead',
-        in_channels=8,
-        fc_out_channels=16,
-        num_classes=3)
+        type=head, in_channels=8, fc_out_channels=16, num_classes=3)
+    if head == 'DisAlignShared4Conv1FCBBoxHead':
+        cfg.roi_head.bbox_head.update(
+            conv_out_channels=8,
+            norm_cfg=dict(type='GN', num_groups=2, requires_grad=True))
     cfg.roi_head.bbox_head.loss_cls = dict(
         type='GRWCrossEntropyLoss',
         class_freq=[50, 10, 2],
@@ -327,8 +328,10 @@ def det_batch():
         data_samples=samples)
 
 
-def test_det_fast_path_same_gradient_without_mask_branch():
-    model = det_model()
+@pytest.mark.parametrize(
+    'head', ['DisAlignShared2FCBBoxHead', 'DisAlignShared4Conv1FCBBoxHead'])
+def test_det_fast_path_same_gradient_without_mask_branch(head):
+    model = det_model(head)
     hook, runner = freeze(model)
     mask_calls = count_calls(model.roi_head.mask_head)
     data = model.data_preprocessor(det_batch(), True)

@@ -9,15 +9,16 @@ import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
 from mmseg.models.decode_heads import (DepthwiseSeparableASPPHead, FCNHead,
-                                       PSPHead)
+                                       PSPHead, SegformerHead, UPerHead)
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 import mmdisalign.seg  # noqa: F401
-from mmdisalign.models.calibration import DisAlignCalibration
+from mmdisalign.models.calibration import DisAlignCalibration, LWSCalibration
 from mmdisalign.seg import (DisAlignDecodeHeadMixin,
                             DisAlignDepthwiseSeparableASPPHead,
-                            DisAlignFCNHead)
+                            DisAlignFCNHead, DisAlignSegformerHead,
+                            DisAlignUPerHead)
 from mmdisalign.utils.class_freq import grw_weights, save_class_freq
 
 FCN_ARGS = dict(
@@ -303,3 +304,109 @@ def test_seg_imports_mmseg_only():
     for path in paths:
         with open(path) as file:
             assert not pattern.search(file.read()), path
+
+
+UPER_ARGS = dict(
+    in_channels=[4, 6],
+    in_index=[0, 1],
+    channels=5,
+    pool_scales=(1, 2),
+    num_classes=3,
+    dropout_ratio=0.0,
+    norm_cfg=dict(type='BN'))
+SEGFORMER_ARGS = dict(
+    in_channels=[4, 6],
+    in_index=[0, 1],
+    channels=5,
+    num_classes=3,
+    dropout_ratio=0.0,
+    norm_cfg=dict(type='BN'))
+
+
+@pytest.mark.parametrize('name,upstream,args', [
+    ('DisAlignUPerHead', UPerHead, UPER_ARGS),
+    ('DisAlignSegformerHead', SegformerHead, SEGFORMER_ARGS),
+])
+def test_uper_and_segformer_heads(name, upstream, args):
+    ours = MODELS.get(name)
+    assert issubclass(ours, upstream) and MODELS.get(name) is getattr(
+        mmdisalign.seg, name)
+    base = _seeded(lambda: upstream(**args))
+    head = _seeded(lambda: ours(**args), seed=5)
+    result = head.load_state_dict(base.state_dict(), strict=False)
+    assert result.unexpected_keys == []
+    assert sorted(result.missing_keys) == [
+        'calibration.alpha', 'calibration.beta', 'calibration.confidence.bias',
+        'calibration.confidence.weight'
+    ]
+    base.eval()
+    head.eval()
+    inputs = [torch.randn(2, 4, 8, 8), torch.randn(2, 6, 4, 4)]
+    torch.testing.assert_close(head(inputs), base(inputs))  # identity init
+    # the per-pixel formula on the input of conv_seg
+    _randomize_calibration(head)
+    store = _capture_conv_seg_input(head)
+    out = head(inputs)
+    feat = store['feat']
+    assert feat.shape == (2, 5, 8, 8) and out.shape == (2, 3, 8, 8)
+    z = head.conv_seg(feat)
+    sigma = head.calibration.get_confidence(feat)
+    alpha = head.calibration.alpha.view(1, -1, 1, 1)
+    beta = head.calibration.beta.view(1, -1, 1, 1)
+    torch.testing.assert_close(out, (1 + sigma * alpha) * z + sigma * beta)
+    # the GRW loss back-propagates into the calibration only
+    head = _seeded(lambda: ours(loss_decode=_grw_loss([5., 2., 1.]), **args))
+    _randomize_calibration(head)
+    for key, param in head.named_parameters():
+        param.requires_grad = key.startswith('calibration.')
+    samples = []
+    for _ in range(2):
+        sample = SegDataSample()
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, 3, (1, 16, 16)))
+        samples.append(sample)
+    losses = head.loss(inputs, samples, train_cfg={})
+    assert torch.isfinite(losses['loss_grw']) and losses['loss_grw'] > 0
+    losses['loss_grw'].backward()
+    for key, param in head.named_parameters():
+        if key.startswith('calibration.'):
+            assert param.grad is not None and param.grad.abs().sum() > 0
+        else:
+            assert param.grad is None, key
+
+
+def test_head_without_conv_seg_names_the_head_and_the_fix():
+
+    class OwnClassifierHead(FCNHead):
+        """A head that predicts with its own layer, as PointHead does."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            del self.conv_seg
+
+    class DisAlignOwnClassifierHead(DisAlignDecodeHeadMixin,
+                                    OwnClassifierHead):
+        pass
+
+    with pytest.raises(
+            TypeError,
+            match=r'DisAlignOwnClassifierHead: DisAlignDecodeHeadMixin '
+            r'calibrates the output of `conv_seg`.*has no `conv_seg`.*'
+            r'override `cls_seg`'):
+        DisAlignOwnClassifierHead(**FCN_ARGS)
+
+
+def test_calibration_sized_for_other_classes_names_the_decode_head():
+    with pytest.raises(
+            ValueError,
+            match=r'num_classes=5 does not match the decode head '
+            r"DisAlignUPerHead \(num_classes=3, from the head's "
+            r'out_channels\); leave num_classes out'):
+        DisAlignUPerHead(
+            calibration=dict(type='DisAlignCalibration', num_classes=5),
+            **UPER_ARGS)
+    with pytest.raises(
+            ValueError,
+            match=r'DisAlignSegformerHead: the calibration takes 5 logit '
+            r'columns but the decode head predicts out_channels=3'):
+        DisAlignSegformerHead(
+            calibration=LWSCalibration(num_classes=5), **SEGFORMER_ARGS)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmdisalign.utils.class_freq import (CLASS_FREQ_FORMAT, grw_weights,
-                                         load_class_freq, load_class_freq_meta,
-                                         save_class_freq)
+from mmdisalign.utils.class_freq import (CLASS_FREQ_FORMAT, check_class_order,
+                                         grw_weights, load_class_freq,
+                                         load_class_freq_meta, save_class_freq)
 
 COUNTS = [100, 10, 1]
 CLASSES = ['cat', 'dog', 'bag']
@@ -295,3 +295,59 @@ def test_save_errors(tmp_path):
     # zero counts are recorded (the loader rejects them by default)
     save_class_freq(pathlib.Path(path), [0, 3])
     assert json.loads(path.read_text())['counts'] == [0, 3]
+
+
+# ----------------------------------------------------------- class order
+class _Logger:
+    """Collects warnings."""
+
+    def __init__(self):
+        self.warnings = []
+
+    def warning(self, message):
+        self.warnings.append(message)
+
+
+def test_class_order_reversed_names_the_first_mismatch():
+    with pytest.raises(ValueError) as info:
+        check_class_order(CLASSES[::-1], CLASSES, "'f.json' (used by loss)",
+                          'the train dataset D')
+    message = str(info.value)
+    assert message.startswith("class 0 is 'cat' in the train dataset D but "
+                              "'bag' in the class-frequency file 'f.json' "
+                              '(used by loss)')
+    assert 'another class order' in message
+    # Swapped in the middle: index 1 named.
+    with pytest.raises(ValueError, match=r"^class 1 is 'dog' .* but 'bag'"):
+        check_class_order(['cat', 'bag', 'dog'], CLASSES, 'f', 'd')
+
+
+def test_class_order_same_names_pass_case_and_spaces_aside():
+    logger = _Logger()
+    assert check_class_order([' Cat', 'DOG ', 'bag'], tuple(CLASSES), 'f', 'd',
+                             logger)
+    assert logger.warnings == []
+
+
+def test_class_order_other_number_of_classes():
+    with pytest.raises(
+            ValueError,
+            match=r'file f names 2 classes but d has 3 \(they agree on the '
+            r'first 2\)'):
+        check_class_order(CLASSES[:2], CLASSES, 'f', 'd')
+
+
+def test_class_order_without_names_warns():
+    logger = _Logger()
+    assert not check_class_order(None, CLASSES, "'f.json'", 'the train '
+                                 'dataset D', logger)
+    assert logger.warnings == [
+        "the class-frequency file 'f.json' has no \"classes\": the order "
+        'of its counts cannot be checked against the train dataset D; make '
+        'sure they are in the label order (write the file with the '
+        'statistics tools in tools/, which record the names).'
+    ]
+    assert not check_class_order(CLASSES, None, 'f', 'the val dataset', logger)
+    assert logger.warnings[1].startswith(
+        'the val dataset has no metainfo["classes"]: the order of its '
+        'counts cannot be checked')

@@ -66,20 +66,24 @@ def parse_args():
 def main():
     args = parse_args()
     t0 = time.time()
-    meta = build_fashion_mnist_lt(
-        args.out_dir,
-        ratio=args.ratio,
-        seed=args.seed,
-        max_per_class=args.max_per_class,
-        val_per_class=args.val_per_class,
-        test_per_class=args.test_per_class,
-        src_dir=args.src_dir,
-        paths={k: getattr(args, k)
-               for k in IDX_FILES})
+    try:
+        meta = build_fashion_mnist_lt(
+            args.out_dir,
+            ratio=args.ratio,
+            seed=args.seed,
+            max_per_class=args.max_per_class,
+            val_per_class=args.val_per_class,
+            test_per_class=args.test_per_class,
+            src_dir=args.src_dir,
+            paths={k: getattr(args, k)
+                   for k in IDX_FILES})
+    except (ValueError, FileExistsError, FileNotFoundError) as e:
+        raise SystemExit(f'fashion_mnist_lt.py: error: {e}') from None
     print(f'Fashion-MNIST-LT written to {args.out_dir} in '
           f'{time.time() - t0:.1f} s')
-    print(f'  training counts per class: {meta["train_counts"]} '
-          f'(total {sum(meta["train_counts"])})')
+    counts = meta['train_counts']
+    print(f'  training counts per class: {counts} (total {sum(counts)}; '
+          f'real ratio {counts[0] / counts[-1]:g})')
     print(f'  validation images: {meta["num_val"]}, test images: '
           f'{meta["num_test"]}')
 

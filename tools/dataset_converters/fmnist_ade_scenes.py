@@ -36,6 +36,7 @@ sys.path.append(osp.dirname(osp.dirname(osp.abspath(__file__))))  # tools/
 from disalign_demo.idx import (DEFAULT_FASHION_MNIST_DIR,
                                FASHION_MNIST_CLASSES, IDX_FILES,
                                load_fashion_mnist)
+from disalign_demo.out_dir import claim_out_dir
 
 #: The Fashion-MNIST split of the objects of each scene split.
 SPLITS = dict(training='train', validation='test')
@@ -156,6 +157,10 @@ def build_fmnist_scenes(out_dir: str,
 
     Returns:
         dict: The content of ``meta.json``.
+
+    Raises:
+        FileExistsError: ``out_dir`` holds other data or a build of other
+            arguments; nothing is written or deleted.
     """
     class_names = FASHION_MNIST_CLASSES
     fmnist_dir = fmnist_dir or DEFAULT_FASHION_MNIST_DIR
@@ -183,6 +188,19 @@ def build_fmnist_scenes(out_dir: str,
         seed=int(seed),
         source=osp.abspath(fmnist_dir),
         splits={})
+    claim_out_dir(
+        out_dir, 'fmnist_ade_scenes',
+        dict(
+            fmnist_dir=osp.abspath(fmnist_dir),
+            num_train=num_train,
+            num_val=num_val,
+            canvas=canvas,
+            objects_per_scene=list(objects_per_scene),
+            scales=[float(x) for x in scales],
+            imbalance=float(imbalance),
+            balanced_val=bool(balanced_val),
+            ensure_all_classes=bool(ensure_all_classes),
+            seed=seed))
     for split, num in (('training', num_train), ('validation', num_val)):
         images, labels = load_fashion_mnist(fmnist_dir, SPLITS[split])
         pools = {c: np.flatnonzero(labels == c) for c in range(num_classes)}

@@ -9,20 +9,25 @@ test one stage with mmengine's Runner (stage 2 on images, or on cached
 features with the cached-feature config), and format the long-tail metrics
 as a table.
 """
+import argparse
 import copy
-import json
 import math
+import os
 import os.path as osp
 import statistics
 import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .list_data import DEFAULT_LAYOUT
+
 __all__ = [
     'REPO', 'CONFIG_DIR', 'STAGE1_CONFIG', 'CACHED_STAGE2_CONFIG', 'GROUPS',
-    'METRIC_KEYS', 'LT_COLUMNS', 'log', 'build_data', 'stage_config',
-    'run_stage', 'evaluate_stage', 'train_stage2_cached', 'run_stage2_cached',
-    'format_table', 'mean_std', 'format_mean_table', 'summarize_runs'
+    'METRIC_KEYS', 'LT_COLUMNS', 'QUICK_THRESHOLDS', 'log', 'add_data_args',
+    'data_layout', 'build_data', 'data_thresholds', 'class_freq_file',
+    'stage_config', 'run_stage', 'evaluate_stage', 'train_stage2_cached',
+    'run_stage2_cached', 'format_table', 'mean_std', 'format_mean_table',
+    'summarize_runs'
 ]
 
 #: The folder holding ``tools/`` and ``configs/``: the repository, or
@@ -47,67 +52,248 @@ def log(msg: str, who: str = 'main job') -> None:
     print(f'[{who} {time.strftime("%H:%M:%S")}] {msg}', flush=True)
 
 
-def build_data(data_root: str, quick: bool, who: str = 'main job') -> dict:
-    """Build Fashion-MNIST-LT unless an identical build is there.
+def add_data_args(parser: argparse.ArgumentParser, data_root: str) -> None:
+    """``--data-root``, the layout and the threshold options (shared with
+    ``tools/compare_baselines.py``)."""
+    parser.add_argument(
+        '--data-root',
+        default=None,
+        help=f'the data set (default: {data_root}, or <work-dir>/data with '
+        '--quick). Holding this tool\'s Fashion-MNIST-LT build: reused; new '
+        'or empty: Fashion-MNIST-LT is built there; otherwise used as it '
+        'is when it is a valid long-tail list data set (classes.txt, the '
+        'two lists, the listed images; class_freq.json and meta.json, when '
+        'there, must match the training list), refused otherwise. Nothing '
+        'in it is ever deleted or overwritten')
+    parser.add_argument(
+        '--train-list',
+        default=DEFAULT_LAYOUT['train_list'],
+        help='training list ("relative/path label" lines) under --data-root '
+        '(default: %(default)s)')
+    parser.add_argument(
+        '--test-list',
+        default=DEFAULT_LAYOUT['test_list'],
+        help='test list under --data-root (default: %(default)s)')
+    parser.add_argument(
+        '--image-prefix',
+        default=DEFAULT_LAYOUT['image_prefix'],
+        help='folder the list paths are relative to, under --data-root '
+        '(default: %(default)s)')
+    parser.add_argument(
+        '--many-threshold',
+        type=float,
+        default=None,
+        help='"many" classes have more training images than this. Default: '
+        'many_thr of the data set\'s meta.json, else 20 with --quick, else '
+        'derived from the training counts: the classes sorted by count '
+        'are split in thirds (10 classes: 4 / 3 / 3) and the threshold is '
+        'the geometric mean of the two counts at the split, rounded to one '
+        'significant digit when that still separates them (Fashion-MNIST-LT: '
+        '1000)')
+    parser.add_argument(
+        '--few-threshold',
+        type=float,
+        default=None,
+        help='"few" classes have fewer training images than this. Default: '
+        'as --many-threshold (meta.json few_thr, 8 with --quick, else '
+        'derived; Fashion-MNIST-LT: 200)')
+
+
+def data_layout(args) -> dict:
+    """The ``--train-list`` / ``--test-list`` / ``--image-prefix``."""
+    return dict(
+        train_list=args.train_list,
+        test_list=args.test_list,
+        image_prefix=args.image_prefix)
+
+
+#: Many / few thresholds of the ``--quick`` set (40..4 training images
+#: per class: 3 / 4 / 3 classes).
+QUICK_THRESHOLDS = (20, 8)
+
+
+def build_data(data_root: str,
+               quick: bool,
+               who: str = 'main job',
+               layout: Optional[dict] = None) -> dict:
+    """Reuse, use or build the data set of a run; never modify one.
+
+    - ``data_root`` holds Fashion-MNIST-LT built by this tool with the same
+      options (ratio 100, or the ``quick`` set): reused.
+    - ``data_root`` is missing or empty: Fashion-MNIST-LT is built there
+      (with the default ``layout`` only).
+    - ``data_root`` holds anything else: used as it is when it is a valid
+      long-tail list data set (:func:`list_data.check_list_dataset`),
+      refused otherwise (:class:`list_data.InvalidDataset`).
 
     Args:
-        data_root (str): Where the data set goes.
-        quick (bool): A tiny version (40..4 training images per class, 10
-            test images per class) for tests.
+        data_root (str): The data set's directory.
+        quick (bool): Build the tiny set (40..4 training images per class,
+            10 test images per class) for tests.
         who (str): Prefix of the progress lines.
+        layout (dict, optional): ``train_list``, ``test_list``,
+            ``image_prefix`` relative to ``data_root``. Defaults to the
+            Fashion-MNIST-LT names (:data:`list_data.DEFAULT_LAYOUT`).
 
     Returns:
-        dict: The build's ``meta.json`` (``train_counts``, ``args``, ...).
+        dict: :func:`list_data.check_list_dataset` of the data set, with
+        ``name`` (for titles), ``built`` (whether this call built it) and
+        ``quick_set`` (whether it is this tool's ``quick`` build).
     """
-    from .fashion_mnist_lt import build_fashion_mnist_lt, is_built
+    from .fashion_mnist_lt import (BUILDING_NAME, build_fashion_mnist_lt,
+                                   is_built)
+    from .list_data import check_list_dataset
+    layout = dict(DEFAULT_LAYOUT, **(layout or {}))
     args = dict(ratio=100, seed=0)
     if quick:
         args = dict(ratio=10, seed=0, max_per_class=40, test_per_class=10)
+    built = False
+    empty = not osp.exists(data_root) or (osp.isdir(data_root)
+                                          and not os.listdir(data_root))
     if is_built(data_root, **args):
         log(f'Fashion-MNIST-LT found in {data_root}', who)
-    else:
+    elif (empty or osp.isfile(osp.join(
+            data_root, BUILDING_NAME))) and layout == DEFAULT_LAYOUT:
+        # a new directory, or an unfinished build (the builder refuses one
+        # of other options)
         t0 = time.time()
         log(f'building Fashion-MNIST-LT in {data_root} ...', who)
         build_fashion_mnist_lt(data_root, **args)
         log(f'built in {time.time() - t0:.1f} s', who)
-    with open(osp.join(data_root, 'meta.json')) as f:
-        return json.load(f)
+        built = True
+    data = check_list_dataset(data_root, **layout)
+    meta = data['meta'] or {}
+    if isinstance(meta.get('args'), dict) and 'ratio' in meta['args']:
+        data['name'] = f'Fashion-MNIST-LT (ratio {meta["args"]["ratio"]:g})'
+    else:
+        data['name'] = osp.basename(osp.normpath(data_root))
+    if not built and not is_built(data_root, **args):
+        log(
+            f'using the data set in {data_root} as it is ({data["name"]}, '
+            f'{len(data["classes"])} classes, '
+            f'{sum(data["train_counts"])} training and {data["num_test"]} '
+            'test images); nothing in it is modified', who)
+    data['built'] = built
+    data['quick_set'] = quick and is_built(data_root, **args)
+    return data
 
 
-def _set_dataset_root(dataset: dict, data_root: str) -> None:
-    dataset['data_root'] = data_root
-    dataset['classes'] = osp.join(data_root, 'classes.txt')
+def data_thresholds(data: dict,
+                    many_thr: Optional[float] = None,
+                    few_thr: Optional[float] = None,
+                    who: str = 'main job') -> Tuple[float, float]:
+    """Many / few thresholds of a run (printed with the group sizes).
+
+    The options, else ``many_thr`` / ``few_thr`` of the data set's
+    ``meta.json``, else for this tool's ``quick`` set
+    :data:`QUICK_THRESHOLDS`, else
+    derived from the training counts (:func:`list_data.derive_thresholds`:
+    Fashion-MNIST-LT gets 1000 / 200).
+    """
+    from .list_data import group_sizes, resolve_thresholds
+    many, few, source = resolve_thresholds(
+        data['train_counts'],
+        many_thr,
+        few_thr,
+        meta=data['meta'],
+        preset=QUICK_THRESHOLDS if data.get('quick_set') else None)
+    sizes = group_sizes(data['train_counts'], many, few)
+    log(
+        f'groups: many > {many:g}, medium {few:g}..{many:g}, few < {few:g} '
+        f'training images ({sizes[0]} / {sizes[1]} / {sizes[2]} classes; '
+        f'thresholds: {source})', who)
+    return many, few
+
+
+def class_freq_file(data: dict, work_dir: str) -> str:
+    """The data set's ``class_freq.json``, or one written to ``work_dir``.
+
+    A data set without a class-frequency file is not written to: the
+    counts of its training list go to ``<work_dir>/class_freq.json``.
+    """
+    if data['class_freq'] is not None:
+        return data['class_freq']
+    from mmdisalign.utils.class_freq import save_class_freq
+    path = osp.join(work_dir, 'class_freq.json')
+    os.makedirs(work_dir, exist_ok=True)
+    save_class_freq(
+        path,
+        data['train_counts'],
+        classes=list(data['classes']),
+        count_type='images',
+        source=osp.join(data['root'], data['train_list']))
+    return path
+
+
+def _set_dataset(dataset: dict, data: dict, ann_file: str) -> None:
+    dataset['data_root'] = data['root']
+    dataset['classes'] = data['classes_file']
+    dataset['ann_file'] = data[ann_file]
+    dataset['data_prefix'] = data['image_prefix']
+
+
+def _set_num_classes(cfg, num_classes: int) -> None:
+    """Every ``num_classes`` of the model (head, loss, calibration) and of
+    the data preprocessor."""
+    parts = [cfg.model.head, cfg.model.get('data_preprocessor')]
+    parts += [cfg.model.head.get(k) for k in ('loss', 'calibration')]
+    parts.append(cfg.get('data_preprocessor'))
+    for part in parts:
+        if part is not None and 'num_classes' in part:
+            part['num_classes'] = num_classes
 
 
 def stage_config(config: str,
-                 data_root: str,
+                 data_root,
                  work_dir: str,
                  seed: int,
                  quick: bool,
                  load_from: Optional[str] = None,
-                 workers: int = 0):
+                 workers: int = 0,
+                 many_thr: Optional[float] = None,
+                 few_thr: Optional[float] = None,
+                 class_freq: Optional[str] = None):
     """Load a shipped config and point it at this run's data and dirs.
 
     The test set is evaluated once, after training (no validation during
     training); the class-frequency files of the GRW loss and of logit
-    adjustment are the ones of ``data_root``. With ``quick``, 2 epochs
-    (stage 1) or 1 epoch (stage 2), batch 32 and thresholds for the tiny
-    set. A cached-feature config (no image training set, no test set) keeps
-    its ``cache_dir`` (see :func:`train_stage2_cached`).
+    adjustment are ``class_freq`` (by default ``class_freq.json`` of the
+    data set). With ``quick``, 2 epochs (stage 1) or 1 epoch (stage 2),
+    batch 32 and thresholds for the tiny set (:data:`QUICK_THRESHOLDS`).
+    A cached-feature config (no image training set, no test set) keeps its
+    ``cache_dir`` (see :func:`train_stage2_cached`).
 
     Args:
         config (str): A Fashion-MNIST-LT config.
-        data_root (str): The built data set.
+        data_root (str | dict): The data set: a Fashion-MNIST-LT directory,
+            or :func:`build_data`'s description of any long-tail list data
+            set (its lists, image prefix and classes; the model's
+            ``num_classes`` follows its classes).
         work_dir (str): The run's work dir.
         seed (int): ``randomness.seed``.
         quick (bool): See above.
         load_from (str, optional): Checkpoint to start from (stage 2).
         workers (int): Data-loading worker processes. Defaults to 0.
+        many_thr (float, optional): ``many_thr`` of the evaluator.
+            Defaults to None (the config's, or the quick preset).
+        few_thr (float, optional): ``few_thr`` of the evaluator. Defaults
+            to None (as ``many_thr``).
+        class_freq (str, optional): The class-frequency file. Defaults to
+            None (``class_freq.json`` of the data set).
 
     Returns:
         Config: The config.
     """
     from mmengine.config import Config
+    if isinstance(data_root, str):
+        data = dict(
+            DEFAULT_LAYOUT,
+            root=data_root,
+            classes_file=osp.join(data_root, 'classes.txt'),
+            classes=None)
+    else:
+        data = data_root
+    class_freq = class_freq or osp.join(data['root'], 'class_freq.json')
     cfg = Config.fromfile(config)
     cfg.work_dir = work_dir
     cfg.experiment_name = (f'{osp.basename(work_dir)}_seed{seed}_'
@@ -115,10 +301,11 @@ def stage_config(config: str,
     cfg.randomness = dict(seed=seed, deterministic=False)
     tests = cfg.get('test_dataloader') is not None
     if 'data_root' in cfg.train_dataloader.dataset:
-        _set_dataset_root(cfg.train_dataloader.dataset, data_root)
+        _set_dataset(cfg.train_dataloader.dataset, data, 'train_list')
     if tests:
-        _set_dataset_root(cfg.test_dataloader.dataset, data_root)
-        cfg.test_evaluator.data_root = data_root
+        _set_dataset(cfg.test_dataloader.dataset, data, 'test_list')
+        cfg.test_evaluator.data_root = data['root']
+        cfg.test_evaluator.train_ann_file = data['train_list']
         cfg.test_evaluator.out_dir = osp.join(work_dir, 'eval')
     cfg.val_dataloader = None
     cfg.val_cfg = None
@@ -127,7 +314,9 @@ def stage_config(config: str,
                                     {}), cfg.model.head.get('calibration',
                                                             {})):
         if 'class_freq' in part:
-            part['class_freq'] = osp.join(data_root, 'class_freq.json')
+            part['class_freq'] = class_freq
+    if data['classes'] is not None:
+        _set_num_classes(cfg, len(data['classes']))
     if load_from is not None:
         cfg.load_from = load_from
     for loader in (cfg.train_dataloader, cfg.test_dataloader):
@@ -152,9 +341,13 @@ def stage_config(config: str,
         cfg.train_dataloader.batch_size = 32
         if tests:
             # The quick set has 40..4 images per class: 3 / 4 / 3 groups.
-            cfg.test_evaluator.many_thr = 20
-            cfg.test_evaluator.few_thr = 8
+            cfg.test_evaluator.many_thr, cfg.test_evaluator.few_thr = (
+                QUICK_THRESHOLDS)
         cfg.default_hooks.logger.interval = 5
+    if tests and many_thr is not None:
+        cfg.test_evaluator.many_thr = many_thr
+    if tests and few_thr is not None:
+        cfg.test_evaluator.few_thr = few_thr
     if trains:
         cfg.default_hooks.checkpoint.max_keep_ckpts = 1
         cfg.default_hooks.checkpoint.save_last = True
@@ -207,13 +400,16 @@ def train_stage2_cached(cfg,
                         cache_dir: str,
                         passes: int = 1,
                         augment: bool = True,
-                        dtype: str = 'float32') -> dict:
+                        dtype: str = 'float32',
+                        compile: bool = True) -> dict:
     """Extract the features (unless ``cache_dir`` holds a cache), train.
 
     The extraction is ``tools/cache_features.py`` on the image config
     ``cfg`` (``passes`` passes over the training set, with the training
-    augmentation if ``augment``); the training is ``Runner.train`` with the
-    cached-feature config ``cached_cfg`` reading ``cache_dir``.
+    augmentation if ``augment``; the backbone and neck compiled by
+    ``torch.compile`` unless ``compile=False``); the training is
+    ``Runner.train`` with the cached-feature config ``cached_cfg`` reading
+    ``cache_dir``.
 
     Returns:
         dict: ``extraction`` (the cache's meta data, None if the cache
@@ -226,7 +422,12 @@ def train_stage2_cached(cfg,
     extraction = None
     if not osp.isfile(osp.join(cache_dir, 'meta.json')):
         extraction = cache_features(
-            cfg, cache_dir, passes=passes, augment=augment, dtype=dtype)
+            cfg,
+            cache_dir,
+            passes=passes,
+            augment=augment,
+            dtype=dtype,
+            compile=compile)
     cached_cfg = copy.deepcopy(cached_cfg)
     cached_cfg.train_dataloader.dataset.cache_dir = cache_dir
     t0 = time.perf_counter()
@@ -246,12 +447,14 @@ def run_stage2_cached(name: str,
                       passes: int = 1,
                       augment: bool = True,
                       cache_dir: Optional[str] = None,
-                      who: str = 'main job') -> Tuple[dict, str, float]:
+                      who: str = 'main job',
+                      compile: bool = True) -> Tuple[dict, str, float]:
     """Stage 2 on cached features of the frozen stage 1, then the test.
 
     :func:`train_stage2_cached` (extraction into ``cache_dir``, by default
-    ``<work_dir>/feature_cache``, then the Runner with ``cached_cfg``), and
-    the checkpoint tested on images with the image config ``cfg``.
+    ``<work_dir>/feature_cache``, compiled unless ``compile=False``, then
+    the Runner with ``cached_cfg``), and the checkpoint tested on images
+    with the image config ``cfg``.
 
     Returns:
         tuple: ``(test metrics, checkpoint, seconds of extraction and
@@ -268,7 +471,8 @@ def run_stage2_cached(name: str,
         cached_cfg,
         cache_dir or osp.join(cached_cfg.work_dir, 'feature_cache'),
         passes=passes,
-        augment=augment)
+        augment=augment,
+        compile=compile)
     t_train = time.time() - t0
     extraction = result['extraction']
     extracted = (f'extracted in {extraction["seconds"]:.0f} s, '

@@ -37,6 +37,8 @@ LIST_NAMES = dict(
     val='fashion_mnist_lt_val.txt',
     test='fashion_mnist_lt_test.txt')
 META_NAME = 'meta.json'
+#: Written first and removed last: an unfinished build of these arguments.
+BUILDING_NAME = '.building.json'
 FORMAT_VERSION = 1
 
 
@@ -148,6 +150,70 @@ def _sources(src_dir: str, paths: Optional[dict]) -> dict:
     return sources
 
 
+def _claim_out_dir(out_dir: str, args: dict) -> bool:
+    """Make ``out_dir`` this build's, or refuse to touch it.
+
+    A directory that is missing or empty is created and marked with
+    ``BUILDING_NAME`` (the build's arguments) until ``meta.json`` is
+    written. A finished build with the same arguments is left as it is
+    (returns True). An unfinished build with the same arguments (its marker
+    is there) is completed over. Anything else (a build with other
+    arguments, or files this builder did not write) is refused: nothing is
+    deleted or overwritten.
+
+    Returns:
+        bool: Whether ``out_dir`` already holds this very build.
+
+    Raises:
+        FileExistsError: ``out_dir`` holds other data (the message says
+            what and how to proceed).
+    """
+    meta_path = osp.join(out_dir, META_NAME)
+    marker = osp.join(out_dir, BUILDING_NAME)
+    hint = ('nothing was written; build into a new (or empty) directory, '
+            'or remove this one yourself if it is no longer needed')
+    if osp.isfile(meta_path):
+        with open(meta_path) as f:
+            try:
+                found = json.load(f).get('args')
+            except (ValueError, AttributeError):
+                found = None
+        if found == args and not osp.isfile(marker):
+            return True
+        if found is not None and isinstance(found, dict):
+            diff = sorted(
+                k for k in set(found) | set(args)
+                if found.get(k) != args.get(k))
+            changes = ', '.join(f'{k}: {found.get(k)!r} there, '
+                                f'{args.get(k)!r} asked' for k in diff)
+            raise FileExistsError(
+                f'{out_dir} holds a Fashion-MNIST-LT build with other '
+                f'options ({changes}); {hint}')
+        raise FileExistsError(
+            f'{out_dir} holds a {META_NAME} that this builder did not '
+            f'write; {hint}')
+    if osp.isfile(marker):
+        with open(marker) as f:
+            try:
+                found = json.load(f)
+            except ValueError:
+                found = None
+        if found != args:
+            raise FileExistsError(
+                f'{out_dir} holds an unfinished Fashion-MNIST-LT build with '
+                f'other options ({BUILDING_NAME}: {found!r}); {hint}')
+    elif osp.isdir(out_dir) and os.listdir(out_dir):
+        entries = sorted(os.listdir(out_dir))
+        raise FileExistsError(
+            f'{out_dir} is not empty and holds no Fashion-MNIST-LT build of '
+            f'this builder ({len(entries)} entries, e.g. {entries[0]!r}); '
+            f'{hint}')
+    os.makedirs(out_dir, exist_ok=True)
+    with open(marker, 'w') as f:
+        json.dump(args, f)
+    return False
+
+
 def is_built(out_dir: str,
              ratio: float = 100,
              seed: int = 0,
@@ -165,8 +231,9 @@ def is_built(out_dir: str,
     args = _build_args(ratio, seed, max_per_class, val_per_class,
                        test_per_class, _sources(src_dir, paths))
     splits = ['train', 'test'] + (['val'] if val_per_class else [])
-    return meta.get('args') == args and all(
-        osp.isfile(osp.join(out_dir, LIST_NAMES[s])) for s in splits)
+    return (meta.get('args') == args
+            and not osp.isfile(osp.join(out_dir, BUILDING_NAME)) and all(
+                osp.isfile(osp.join(out_dir, LIST_NAMES[s])) for s in splits))
 
 
 def build_fashion_mnist_lt(out_dir: str,
@@ -177,7 +244,7 @@ def build_fashion_mnist_lt(out_dir: str,
                            test_per_class: Optional[int] = None,
                            src_dir: str = DEFAULT_FASHION_MNIST_DIR,
                            paths: Optional[dict] = None) -> dict:
-    """Build Fashion-MNIST-LT under ``out_dir``.
+    """Build Fashion-MNIST-LT under ``out_dir`` (new or empty).
 
     Layout written::
 
@@ -209,7 +276,13 @@ def build_fashion_mnist_lt(out_dir: str,
             ``test_labels``. Defaults to None.
 
     Returns:
-        dict: The metadata written to ``meta.json`` (arguments, counts).
+        dict: The metadata written to ``meta.json`` (arguments, counts);
+        the one there when ``out_dir`` holds this build already.
+
+    Raises:
+        FileExistsError: ``out_dir`` holds a build with other arguments or
+            files this builder did not write: nothing is deleted or
+            overwritten (see :func:`_claim_out_dir`).
     """
     sources = _sources(src_dir, paths)
     train_images = read_idx(sources['train_images'])
@@ -232,6 +305,15 @@ def build_fashion_mnist_lt(out_dir: str,
         val_per_class if max_per_class is None else int(max_per_class))
     counts = long_tail_counts(n_max, num_classes, ratio)
     picked = sample_long_tail(train_labels, counts, seed, val_per_class)
+    if num_classes > 1 and n_max / ratio < 1 - 1e-6:
+        raise ValueError(
+            f'ratio {ratio:g} with {n_max} images in the largest class asks '
+            f'for {n_max / ratio:.3g} image(s) in the smallest: counts would '
+            f'be clamped to 1 and the real ratio would be '
+            f'{counts[0] / counts[-1]:g} ({counts[0]} / {counts[-1]}), not '
+            f'{ratio:g}. Use a ratio (--ratio) of at most {n_max} or at '
+            f'least {int(np.ceil(ratio - 1e-6))} images in the largest class '
+            '(--max-per-class)')
     if test_per_class is None:
         test_idx = np.arange(len(test_labels))
     else:
@@ -239,18 +321,17 @@ def build_fashion_mnist_lt(out_dir: str,
                                     [int(test_per_class)] * num_classes,
                                     seed + 1)['train']
 
-    os.makedirs(out_dir, exist_ok=True)
+    build_args = _build_args(ratio, seed, max_per_class, val_per_class,
+                             test_per_class, sources)
     meta_path = osp.join(out_dir, META_NAME)
-    if osp.isfile(meta_path):
-        os.remove(meta_path)  # marks the build incomplete until the end
+    if _claim_out_dir(out_dir, build_args):
+        with open(meta_path) as f:
+            return json.load(f)  # built with these options: nothing to do
     _write_split(out_dir, 'train', 'train', train_images, train_labels,
                  picked['train'])
-    val_list = osp.join(out_dir, LIST_NAMES['val'])
     if val_per_class:
         _write_split(out_dir, 'val', 'train', train_images, train_labels,
                      picked['val'])
-    elif osp.isfile(val_list):
-        os.remove(val_list)
     _write_split(out_dir, 'test', 'test', test_images, test_labels, test_idx)
     with open(osp.join(out_dir, 'classes.txt'), 'w') as f:
         f.writelines(f'{c}\n' for c in classes)
@@ -261,8 +342,7 @@ def build_fashion_mnist_lt(out_dir: str,
         count_type='images',
         source=LIST_NAMES['train'])
     meta = dict(
-        args=_build_args(ratio, seed, max_per_class, val_per_class,
-                         test_per_class, sources),
+        args=build_args,
         num_classes=num_classes,
         classes=list(classes),
         train_counts=[int(c) for c in counts],
@@ -270,4 +350,5 @@ def build_fashion_mnist_lt(out_dir: str,
         num_test=int(test_idx.size))
     with open(meta_path, 'w') as f:
         json.dump(meta, f, indent=2)
+    os.remove(osp.join(out_dir, BUILDING_NAME))  # this build's own marker
     return meta

@@ -32,6 +32,7 @@ from mmdisalign.det.lvis_stats import (LVIS_COMMON_MAX, LVIS_RARE_MAX,
                                        category_stats)
 from .idx import (DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES,
                   load_fashion_mnist)
+from .out_dir import claim_out_dir
 
 __all__ = [
     'FMNIST_LVIS_TRAIN', 'FMNIST_LVIS_VAL', 'long_tail_instance_counts',
@@ -222,6 +223,10 @@ def build_fmnist_lvis(out_dir: str,
     Returns:
         dict: ``train`` and ``val`` annotation file paths and the training
         ``stats`` (:func:`mmdisalign.det.lvis_stats.category_stats`).
+
+    Raises:
+        FileExistsError: ``out_dir`` holds other data or a build of other
+            arguments (:func:`out_dir.claim_out_dir`); nothing is written.
     """
     if not 1 <= objects_per_image[0] <= objects_per_image[1]:
         raise ValueError(f'objects_per_image must be (min, max) with 1 <= '
@@ -242,6 +247,19 @@ def build_fmnist_lvis(out_dir: str,
                                            imbalance_ratio),
         'val': [val_per_class] * num_classes
     }
+    claim_out_dir(
+        out_dir, 'fmnist_lvis',
+        dict(
+            fmnist_dir=osp.abspath(fmnist_dir),
+            n_max=n_max,
+            imbalance_ratio=float(imbalance_ratio),
+            val_per_class=val_per_class,
+            img_size=img_size,
+            objects_per_image=list(objects_per_image),
+            object_size=list(object_size),
+            threshold=threshold,
+            seed=seed,
+            classes=[str(c) for c in classes]))
     files, data = {}, {}
     ann_id = 1
     for split in ('train', 'val'):

@@ -7,7 +7,9 @@
 #   python tools/cache_features.py IMAGE_CONFIG --out CACHE
 #   python tools/train.py CONFIG
 #   python tools/test.py IMAGE_CONFIG work_dirs/<this config>/epoch_10.pth
-# (--augment --passes P: P augmented views, epoch e reads view e mod P.)
+# (--augment --passes P: P augmented views, epoch e reads view e mod P.
+# The frozen network runs compiled by torch.compile, eagerly with
+# --no-compile, which is faster for a set this small: docs/performance.md.)
 _base_ = './resnet18-s3w16_1xb128-10e_fashion-mnist-lt_disalign.py'
 
 model = dict(type='CachedFeatureClassifier')

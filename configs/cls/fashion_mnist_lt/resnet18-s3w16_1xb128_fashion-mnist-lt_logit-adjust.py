@@ -13,3 +13,6 @@ model = dict(
             type='LogitAdjustCalibration',
             class_freq='data/fashion_mnist_lt/class_freq.json',
             tau=1.0)))
+# Checks before testing that the frequency file lists the data set's classes
+# in its order (stage-2 configs get this check from DisAlignFreezeHook).
+custom_hooks = [dict(type='ClassFreqCheckHook')]

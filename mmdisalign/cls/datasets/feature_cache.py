@@ -68,8 +68,8 @@ def stage1_logits(head: torch.nn.Module,
                   feats: Tuple[torch.Tensor]) -> torch.Tensor:
     """Uncalibrated logits of the stage-1 classifier of a head.
 
-    ``cosine_logits`` for the cosine heads, ``fc(pre_logits(feats))`` for
-    linear ones.
+    ``cosine_logits`` for the cosine heads, ``classify`` for the other
+    DisAlign heads, ``fc(pre_logits(feats))`` for upstream linear ones.
 
     Args:
         head (nn.Module): An mmpretrain classification head.
@@ -80,6 +80,8 @@ def stage1_logits(head: torch.nn.Module,
     """
     if hasattr(head, 'cosine_logits'):
         return head.cosine_logits(feats)[0]
+    if hasattr(head, 'classify'):  # DisAlignClsHeadMixin
+        return head.classify(head.pre_logits(feats))[0]
     return head.fc(head.pre_logits(feats))
 
 

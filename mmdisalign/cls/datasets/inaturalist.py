@@ -1,5 +1,4 @@
 """iNaturalist 2018 through its COCO-like JSON annotation files."""
-import os.path as osp
 from typing import List, Optional, Union
 
 import numpy as np
@@ -8,7 +7,8 @@ from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
 from mmdisalign.utils.misc import read_json_file
-from .list_file import check_no_empty_class, count_labels
+from .list_file import (check_no_empty_class, count_labels, local_file_size,
+                        sample_error)
 
 __all__ = ['INaturalist2018']
 
@@ -127,10 +127,17 @@ class INaturalist2018(BaseDataset):
                     f'{self.ann_file}: images[{i}] (id {img_id}, {name!r}) '
                     'has no annotation')
             path = backend.join_path(self.img_prefix, name)
-            if self.check_images and local and not osp.isfile(path):
-                raise FileNotFoundError(
-                    f'{self.ann_file}: images[{i}] (id {img_id}): image '
-                    f'{name!r} not found under {self.img_prefix!r}')
+            if self.check_images and local:
+                size = local_file_size(path)
+                if size is None:
+                    raise FileNotFoundError(
+                        f'{self.ann_file}: images[{i}] (id {img_id}): image '
+                        f'{name!r} not found under {self.img_prefix!r}')
+                if size == 0:
+                    raise ValueError(
+                        f'{self.ann_file}: images[{i}] (id {img_id}): image '
+                        f'{name!r} under {self.img_prefix!r} is empty (0 '
+                        'bytes)')
             seen.add(img_id)
             data_list.append(dict(img_path=path, gt_label=labels[img_id]))
         orphans = [k for k in labels if k not in seen]
@@ -148,3 +155,13 @@ class INaturalist2018(BaseDataset):
                                  f'annotation file {self.ann_file}',
                                  self._metainfo['classes'])
         return data_list
+
+    def prepare_data(self, idx: int):
+        """The pipeline's output for sample ``idx``; a failure (an image
+        that cannot be decoded) names the annotation file and the image."""
+        try:
+            return super().prepare_data(idx)
+        except Exception as e:
+            raise sample_error(self.ann_file, idx,
+                               self.get_data_info(idx).get('img_path'),
+                               e) from e

@@ -1,5 +1,6 @@
 """Reading and checking "relative/path label" list files (ImageNet-LT,
 Places-LT, Fashion-MNIST-LT); every error names the file and the line."""
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -8,7 +9,7 @@ from mmdisalign.utils.misc import class_name, listed
 
 __all__ = [
     'read_list_file', 'count_labels', 'list_file_class_counts',
-    'check_no_empty_class'
+    'check_no_empty_class', 'local_file_size', 'sample_error'
 ]
 
 
@@ -131,3 +132,41 @@ def list_file_class_counts(path: str,
     if not allow_empty:
         check_no_empty_class(counts, f'list file {path}', classes)
     return counts
+
+
+def local_file_size(path: str) -> Optional[int]:
+    """Size in bytes of a local regular file, None if there is none (one
+    ``stat``, as ``os.path.isfile``)."""
+    try:
+        stat = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return stat.st_size if (stat.st_mode & 0o170000) == 0o100000 else None
+
+
+def sample_error(ann_file: str, idx: int, img_path: Optional[str],
+                 err: Exception) -> Exception:
+    """The error to raise when the pipeline fails on sample ``idx``.
+
+    The loading transforms (mmcv / cv2) fail without naming the image (a
+    0-byte file gives a bare ``cv2.error``); this names the annotation
+    file, the sample and the image, and says when the image is empty.
+
+    Args:
+        ann_file (str): The dataset's annotation (list) file.
+        idx (int): The sample index.
+        img_path (str, optional): The sample's image.
+        err (Exception): The error of the pipeline.
+
+    Returns:
+        Exception: A ``ValueError`` for an empty image, else a
+        ``RuntimeError`` naming the image and the original error.
+    """
+    if img_path is not None and local_file_size(img_path) == 0:
+        return ValueError(
+            f'{ann_file}: image {img_path!r} of sample {idx} is empty (0 '
+            'bytes); replace it or drop its entry')
+    return RuntimeError(
+        f'{ann_file}: the data pipeline failed on sample {idx}, image '
+        f'{img_path!r} (a truncated or non-image file?): '
+        f'{type(err).__name__}: {err}')

@@ -1,5 +1,4 @@
 """One dataset class for ImageNet-LT, Places-LT and Fashion-MNIST-LT."""
-import os.path as osp
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
@@ -8,7 +7,8 @@ from mmengine.logging import MMLogger
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .list_file import check_no_empty_class, count_labels, read_list_file
+from .list_file import (check_no_empty_class, count_labels, local_file_size,
+                        read_list_file, sample_error)
 
 __all__ = ['LongTailListDataset']
 
@@ -98,7 +98,8 @@ class LongTailListDataset(BaseDataset):
         backend = get_file_backend(self.img_prefix, enable_singleton=True)
         full_paths = [backend.join_path(self.img_prefix, p) for p in paths]
         if self.check_images and isinstance(backend, LocalBackend):
-            missing = [not osp.isfile(p) for p in full_paths]
+            sizes = [local_file_size(p) for p in full_paths]
+            missing = [size is None for size in sizes]
             if any(missing):
                 i = missing.index(True)
                 raise FileNotFoundError(
@@ -106,6 +107,13 @@ class LongTailListDataset(BaseDataset):
                     f'{paths[i]!r} not found under {self.img_prefix!r} '
                     f'({sum(missing)} of {len(paths)} listed images are '
                     'missing)')
+            if 0 in sizes:
+                i = sizes.index(0)
+                raise ValueError(
+                    f'{self.ann_file}, line {line_numbers[i]}: image '
+                    f'{paths[i]!r} under {self.img_prefix!r} is empty (0 '
+                    f'bytes; {sizes.count(0)} of {len(paths)} listed images '
+                    'are empty)')
 
         self.class_counts = count_labels(labels, num_classes)
         allow_empty = (
@@ -118,3 +126,13 @@ class LongTailListDataset(BaseDataset):
             dict(img_path=f, gt_label=int(y))
             for f, y in zip(full_paths, labels)
         ]
+
+    def prepare_data(self, idx: int):
+        """The pipeline's output for sample ``idx``; a failure (an image
+        that cannot be decoded) names the list file and the image."""
+        try:
+            return super().prepare_data(idx)
+        except Exception as e:
+            raise sample_error(self.ann_file, idx,
+                               self.get_data_info(idx).get('img_path'),
+                               e) from e

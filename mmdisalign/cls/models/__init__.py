@@ -1,9 +1,13 @@
 from .cached_feature_classifier import (CachedFeatureClassifier,
                                         CachedFeatureDataPreprocessor)
 from .cosine_head import CosineClsHead, DisAlignCosineClsHead
-from .disalign_linear_head import DisAlignLinearClsHead
+from .disalign_cls_head import (DisAlignClsHeadMixin, DisAlignLinearClsHead,
+                                DisAlignStackedLinearClsHead,
+                                DisAlignVisionTransformerClsHead)
 
 __all__ = [
-    'DisAlignLinearClsHead', 'CosineClsHead', 'DisAlignCosineClsHead',
-    'CachedFeatureClassifier', 'CachedFeatureDataPreprocessor'
+    'DisAlignClsHeadMixin', 'DisAlignLinearClsHead',
+    'DisAlignStackedLinearClsHead', 'DisAlignVisionTransformerClsHead',
+    'CosineClsHead', 'DisAlignCosineClsHead', 'CachedFeatureClassifier',
+    'CachedFeatureDataPreprocessor'
 ]

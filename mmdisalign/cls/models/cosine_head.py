@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mmpretrain.models.heads import LinearClsHead
 from mmpretrain.registry import MODELS
 
-from mmdisalign.models.calibration_builder import build_calibration
+from .disalign_cls_head import DisAlignClsHeadMixin
 
 __all__ = ['CosineClsHead', 'DisAlignCosineClsHead']
 
@@ -52,13 +52,19 @@ class CosineClsHead(LinearClsHead):
         else:
             self.register_buffer('scale', scale)
 
+    def cosine_classify(
+            self,
+            pre_logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(scale * cos, normalised feature)`` of ``pre_logits``."""
+        x = F.normalize(pre_logits, dim=1, eps=self.eps)
+        w = F.normalize(self.fc.weight, dim=1, eps=self.eps)
+        return self.scale * F.linear(x, w), x
+
     def cosine_logits(
             self,
             feats: Tuple[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         """Return ``(scale * cos, normalised feature)``."""
-        x = F.normalize(self.pre_logits(feats), dim=1, eps=self.eps)
-        w = F.normalize(self.fc.weight, dim=1, eps=self.eps)
-        return self.scale * F.linear(x, w), x
+        return self.cosine_classify(self.pre_logits(feats))
 
     def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         """Class scores ``(N, num_classes)``."""
@@ -66,7 +72,7 @@ class CosineClsHead(LinearClsHead):
 
 
 @MODELS.register_module()
-class DisAlignCosineClsHead(CosineClsHead):
+class DisAlignCosineClsHead(DisAlignClsHeadMixin, CosineClsHead):
     """DisAlign on :class:`CosineClsHead` (the paper's starred rows).
 
     A stage-1 ``CosineClsHead`` checkpoint (``fc.weight``, ``scale``) loads
@@ -76,24 +82,13 @@ class DisAlignCosineClsHead(CosineClsHead):
     Args:
         num_classes (int): Number of classes.
         in_channels (int): Channels of the input feature.
-        calibration (dict): Calibration config (see
-            :class:`DisAlignLinearClsHead`). Defaults to
-            ``dict(type='DisAlignCalibration', init_mode='reference_cls')``.
+        calibration (dict): See :class:`DisAlignClsHeadMixin`.
         **kwargs: Other arguments of :class:`CosineClsHead`.
     """
 
-    def __init__(self,
-                 num_classes: int,
-                 in_channels: int,
-                 calibration: dict = dict(
-                     type='DisAlignCalibration', init_mode='reference_cls'),
-                 **kwargs) -> None:
-        super().__init__(num_classes, in_channels, **kwargs)
-        self.calibration = build_calibration(
-            calibration, MODELS, 'classification head',
-            dict(num_classes=num_classes, in_channels=in_channels))
-
-    def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
-        """Calibrated class scores ``(N, num_classes)``."""
-        logits, x = self.cosine_logits(feats)
-        return self.calibration(logits, x, classifier_weight=self.fc.weight)
+    def classify(
+            self,
+            pre_logits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Cosine logits and the normalised feature (the confidence
+        input)."""
+        return self.cosine_classify(pre_logits)

@@ -1,8 +1,10 @@
 """Stage 2 of DisAlign: freeze what stage 1 learned, train the calibration."""
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Pattern, Sequence
 
+import torch
 import torch.nn as nn
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -15,6 +17,7 @@ from mmdisalign.models.calibration import is_calibration
 from mmdisalign.utils.misc import listed
 from ..ddp_rewrap import rewrap_ddp
 from ..stage1_check import check_stage1_weights, checkpoint_shapes, model_key
+from .class_freq_check_hook import check_class_freq_files
 
 __all__ = ['DisAlignFreezeHook', 'FreezePlan', 'plan_freeze']
 
@@ -212,8 +215,9 @@ class DisAlignFreezeHook(Hook):
         self._loaded_shapes = checkpoint_shapes(checkpoint)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Mark the checkpoint as written by stage 2 (a resumed run then
-        loads it whole)."""
+        """Refuse to save non-finite trained tensors; mark the checkpoint
+        as written by stage 2 (a resumed run then loads it whole)."""
+        self._check_saved_tensors(runner, checkpoint)
         meta = checkpoint.setdefault('meta', {})
         meta.setdefault(
             STAGE2_META_KEY,
@@ -244,9 +248,14 @@ class DisAlignFreezeHook(Hook):
             f'stage-1 checkpoint): {", ".join(self.reinitialized)}')
 
     def before_train(self, runner) -> None:
-        """Freeze, check the stage-1 weights, set norm modes, re-wrap DDP."""
+        """Check the class order of the frequency files, freeze, check the
+        stage-1 weights, set norm modes, re-wrap DDP."""
         wrapped = is_model_wrapper(runner.model)
         model = runner.model.module if wrapped else runner.model
+        dataset = getattr(
+            getattr(runner, 'train_dataloader', None), 'dataset', None)
+        if dataset is not None:
+            check_class_freq_files(model, dataset, 'train', runner.logger)
         plan = plan_freeze(model, self.trainable)
         frozen = set(plan.frozen)
         wrong = [k for k in self.reinitialized if k in frozen]
@@ -262,6 +271,11 @@ class DisAlignFreezeHook(Hook):
         for name in plan.frozen:
             params[name].requires_grad_(False)
         self.plan = plan
+        for module in model.modules():
+            if is_calibration(module):
+                # What trains is decided: the calibration's check of a
+                # training step without this hook is satisfied.
+                module.freeze_planned = True
         self._set_norm_modes()
 
         # Even when nothing changed here: DDP may have registered
@@ -289,6 +303,101 @@ class DisAlignFreezeHook(Hook):
         """Frozen norm layers back to eval mode (after the loop's
         ``model.train()``)."""
         self._set_norm_modes()
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: Any = None,
+                         outputs: Optional[dict] = None) -> None:
+        """Stop at the first non-finite loss. Reads the float that
+        mmengine's RuntimeInfoHook (priority VERY_HIGH, before this hook)
+        already took from the loss for logging: no host-device sync here.
+        """
+        buffer = runner.message_hub.log_scalars.get('train/loss')
+        if buffer is None:
+            return
+        loss = float(buffer.current())
+        if not math.isfinite(loss):
+            self._raise_non_finite(runner, loss)
+
+    def _trained_tensors(self, runner) -> Dict[str, torch.Tensor]:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        trainable = set(self.plan.trainable if self.plan else ())
+        return {
+            name: param.detach()
+            for name, param in model.named_parameters() if name in trainable
+        }
+
+    @staticmethod
+    def _non_finite(tensors: Dict[str, torch.Tensor]) -> List[str]:
+        """``'name (n of m values non-finite)'`` for each bad tensor
+        (error and checkpoint paths only: this reads the values)."""
+        bad = []
+        for name, tensor in tensors.items():
+            count = int((~torch.isfinite(tensor)).sum())
+            if count:
+                bad.append(f'{name} ({count} of {tensor.numel()} values '
+                           'non-finite)')
+        return bad
+
+    @staticmethod
+    def _where(runner) -> str:
+        """``'iteration 7 (epoch 1)'``, counted from 1 as mmengine logs.
+        """
+        where = f'iteration {runner.iter + 1}'
+        train_loop = getattr(runner, 'train_loop', None)
+        if getattr(train_loop, 'max_epochs', None) is not None:
+            where += f' (epoch {runner.epoch + 1})'
+        return where
+
+    def _raise_non_finite(self, runner, loss: float) -> None:
+        scalars = runner.message_hub.log_scalars
+        terms = []
+        for key, buffer in scalars.items():
+            if key.startswith('train/loss'):
+                value = float(buffer.current())
+                if not math.isfinite(value):
+                    terms.append(f'{key[len("train/"):]}={value}')
+        bad = self._non_finite(self._trained_tensors(runner))
+        if bad:
+            tensors = ('non-finite trained tensors (after this iteration\'s '
+                       f'update): {listed(bad)}')
+        else:
+            tensors = ('the trained tensors are finite, so the non-finite '
+                       'value comes from the logits of the frozen network or '
+                       'the loss (check the input data and the stage-1 '
+                       'checkpoint)')
+        raise FloatingPointError(
+            f'DisAlignFreezeHook: stage 2 diverged: the loss is {loss} at '
+            f'{self._where(runner)} (non-finite loss terms: '
+            f'{", ".join(terms)}); {tensors}. Stopped before a checkpoint '
+            'is written with these values. Lower the learning rate '
+            '(optim_wrapper.optimizer.lr) or the GRW rho, or add gradient '
+            'clipping (optim_wrapper.clip_grad).')
+
+    def _check_saved_tensors(self, runner, checkpoint: dict) -> None:
+        """Raise if a trained tensor of the checkpoint (CPU copies: no
+        device sync) is non-finite."""
+        if self.plan is None:
+            return
+        state = checkpoint.get('state_dict', {})
+        saved = {
+            name: state[name]
+            for name in self.plan.trainable
+            if isinstance(state.get(name), torch.Tensor)
+        }
+        bad = self._non_finite(saved)
+        if bad:
+            meta = checkpoint.get('meta', {})
+            where = ', '.join(f'{key} {meta[key]}' for key in ('epoch', 'iter')
+                              if key in meta)
+            raise FloatingPointError(
+                'DisAlignFreezeHook: not saving the checkpoint of '
+                f'{where}: non-finite trained tensors '
+                f'{listed(bad)}. Stage 2 diverged; lower the learning rate '
+                '(optim_wrapper.optimizer.lr) or the GRW rho, or add gradient '
+                'clipping (optim_wrapper.clip_grad).')
 
     def _set_norm_modes(self) -> None:
         if self.freeze_norm and self.plan is not None:

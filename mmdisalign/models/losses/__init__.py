@@ -1,4 +1,5 @@
 """Losses of mmdisalign, registered in mmengine's root ``MODELS``."""
+from .grw_focal_loss import GRWFocalLoss
 from .grw_loss import GRWCrossEntropyLoss
 
-__all__ = ['GRWCrossEntropyLoss']
+__all__ = ['GRWCrossEntropyLoss', 'GRWFocalLoss']

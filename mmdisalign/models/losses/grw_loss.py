@@ -12,7 +12,10 @@ from mmengine.registry import MODELS
 from torch import Tensor
 
 from mmdisalign.utils.class_freq import (ClassFreqType, grw_weights,
-                                         load_class_freq)
+                                         load_class_freq, load_class_freq_meta,
+                                         max_grw_rho)
+from mmdisalign.utils.misc import class_name
+from ..precision import fp32_region, to_fp32
 
 __all__ = ['GRWCrossEntropyLoss']
 
@@ -106,6 +109,7 @@ class GRWCrossEntropyLoss(nn.Module):
 
         freqs = load_class_freq(class_freq, num_classes=num_classes)
         weights = grw_weights(freqs, rho)  # float64, sums to len(freqs)
+        self._check_float32(weights, freqs, rho, class_freq)
         if with_background:
             weights = np.append(weights, float(background_weight))
         source = class_freq
@@ -127,6 +131,38 @@ class GRWCrossEntropyLoss(nn.Module):
             'class_weight',
             torch.tensor(weights, dtype=torch.float32),
             persistent=False)
+
+    @staticmethod
+    def _check_float32(weights: np.ndarray, freqs: np.ndarray, rho: float,
+                       class_freq: ClassFreqType) -> None:
+        """Refuse weights that are 0, denormal or infinite in float32 (the
+        loss would train on some classes only, or on ``loss: 0``)."""
+        limits = np.finfo(np.float32)
+        bad = np.flatnonzero(~((weights >= limits.tiny)
+                               & (weights <= limits.max)))
+        if not bad.size:
+            return
+        classes = None
+        if isinstance(class_freq, dict):
+            class_freq = class_freq.get('file')
+        if isinstance(class_freq, (str, os.PathLike)):
+            classes = load_class_freq_meta(class_freq)['classes']
+        shown = ', '.join(f'class {class_name(i, classes)}: {weights[i]:.3g}'
+                          for i in bad[:5])
+        more = f' and {bad.size - 5} more' if bad.size > 5 else ''
+        raise ValueError(
+            f'GRWCrossEntropyLoss: rho={rho:g} gives {bad.size} of '
+            f'{len(weights)} class weights outside the normal float32 range '
+            f'[{limits.tiny:.3g}, {limits.max:.3g}] ({shown}{more}); they '
+            'would be 0 or inf in training. The largest usable rho for '
+            f'this frequency profile (max/min count '
+            f'{freqs.max() / freqs.min():.4g}) is {max_grw_rho(freqs):g}.')
+
+    @property
+    def class_freq_file(self) -> Optional[str]:
+        """The class-frequency file read (ClassFreqCheckHook checks its
+        class order), or None for a list."""
+        return self.source
 
     def extra_repr(self) -> str:
         text = (f'num_classes={self.num_classes}, rho={self.rho}, '
@@ -162,8 +198,20 @@ class GRWCrossEntropyLoss(nn.Module):
                 Defaults to None.
 
         Returns:
-            Tensor: A scalar, or per-element losses for ``'none'``.
+            Tensor: A scalar, or per-element losses for ``'none'``; float32
+            for float16 / bfloat16 scores or under autocast.
         """
+        # Mixed precision: log-softmax, class weights and reduction in
+        # float32 (docs/performance.md); float32 / float64 scores outside
+        # autocast go through unchanged.
+        with fp32_region(cls_score):
+            return self._forward(
+                to_fp32(cls_score), label, weight, avg_factor,
+                reduction_override, ignore_index)
+
+    def _forward(self, cls_score, label, weight, avg_factor,
+                 reduction_override, ignore_index) -> Tensor:
+        """:meth:`forward` in the precision of ``cls_score``."""
         reduction = reduction_override or self.reduction
         if reduction not in _REDUCTIONS:
             raise ValueError(f'reduction_override must be one of '

@@ -1,9 +1,11 @@
 """DisAlign decode heads, registered in mmseg's ``MODELS``."""
 from .disalign_head import (CONFIDENCE_MODES, DisAlignDecodeHeadMixin,
                             DisAlignDepthwiseSeparableASPPHead,
-                            DisAlignFCNHead)
+                            DisAlignFCNHead, DisAlignSegformerHead,
+                            DisAlignUPerHead)
 
 __all__ = [
     'DisAlignDecodeHeadMixin', 'DisAlignFCNHead',
-    'DisAlignDepthwiseSeparableASPPHead', 'CONFIDENCE_MODES'
+    'DisAlignDepthwiseSeparableASPPHead', 'DisAlignUPerHead',
+    'DisAlignSegformerHead', 'CONFIDENCE_MODES'
 ]

@@ -4,7 +4,8 @@ variant (see docs/seg.md)."""
 from typing import Optional, Union
 
 import torch.nn as nn
-from mmseg.models.decode_heads import DepthwiseSeparableASPPHead, FCNHead
+from mmseg.models.decode_heads import (DepthwiseSeparableASPPHead, FCNHead,
+                                       SegformerHead, UPerHead)
 from mmseg.registry import MODELS
 from torch import Tensor
 
@@ -14,7 +15,8 @@ from mmdisalign.models.losses import GRWCrossEntropyLoss
 
 __all__ = [
     'DisAlignDecodeHeadMixin', 'DisAlignFCNHead',
-    'DisAlignDepthwiseSeparableASPPHead', 'CONFIDENCE_MODES'
+    'DisAlignDepthwiseSeparableASPPHead', 'DisAlignUPerHead',
+    'DisAlignSegformerHead', 'CONFIDENCE_MODES'
 ]
 
 #: ``'linear'``: sigma = sigmoid(conv1x1(x) + b), the paper's form.
@@ -49,12 +51,25 @@ class DisAlignDecodeHeadMixin:
                  confidence: str = 'linear',
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self._check_classifier()
         if confidence not in CONFIDENCE_MODES:
             raise ValueError(f'confidence must be one of {CONFIDENCE_MODES}, '
                              f'but got {confidence!r}')
         self.confidence_mode = confidence
         self.calibration = self._build_calibration(calibration, confidence)
         self._check_losses()
+
+    def _check_classifier(self) -> None:
+        """The mixin calibrates ``conv_seg``: refuse a head without one."""
+        if not isinstance(getattr(self, 'conv_seg', None), nn.Conv2d):
+            name = type(self).__name__
+            raise TypeError(
+                f'{name}: DisAlignDecodeHeadMixin calibrates the output of '
+                '`conv_seg` in `cls_seg`, but this head has no `conv_seg` '
+                'Conv2d (it predicts through its own layers); override '
+                '`cls_seg` to calibrate its classifier layer, e.g. '
+                '`self.calibration(logits, feat, classifier_weight=...)` '
+                '(docs/custom_heads.md)')
 
     def _build_calibration(self, cfg: Optional[Union[dict, nn.Module]],
                            confidence: str) -> BaseCalibration:
@@ -68,7 +83,7 @@ class DisAlignDecodeHeadMixin:
         module = build_calibration(
             cfg,
             MODELS,
-            'decode head',
+            f'decode head {type(self).__name__}',
             dict(
                 num_classes=self.out_channels,
                 in_channels=self.channels,
@@ -80,8 +95,11 @@ class DisAlignDecodeHeadMixin:
             defaults=defaults)
         if module.num_logits != self.out_channels:
             raise ValueError(
-                f'the calibration takes {module.num_logits} logit columns '
-                f'but the decode head predicts {self.out_channels}')
+                f'{type(self).__name__}: the calibration takes '
+                f'{module.num_logits} logit columns but the decode head '
+                f'predicts out_channels={self.out_channels}; give the '
+                'calibration as a config dict without num_classes (the '
+                'head fills it in)')
         return module
 
     def _check_losses(self) -> None:
@@ -122,3 +140,15 @@ class DisAlignDepthwiseSeparableASPPHead(DisAlignDecodeHeadMixin,
                                          DepthwiseSeparableASPPHead):
     """DeepLabV3+ head with a per-pixel DisAlign calibration of the input
     of ``conv_seg`` (the output of ``sep_bottleneck``)."""
+
+
+@MODELS.register_module()
+class DisAlignUPerHead(DisAlignDecodeHeadMixin, UPerHead):
+    """UPerNet head with a per-pixel DisAlign calibration of the input of
+    ``conv_seg`` (the output of ``fpn_bottleneck``)."""
+
+
+@MODELS.register_module()
+class DisAlignSegformerHead(DisAlignDecodeHeadMixin, SegformerHead):
+    """SegFormer's all-MLP head with a per-pixel DisAlign calibration of the
+    input of ``conv_seg`` (the output of ``fusion_conv``)."""

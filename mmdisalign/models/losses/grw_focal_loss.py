@@ -1,0 +1,216 @@
+"""Generalized re-weight (GRW) sigmoid focal loss: the GRW of DisAlign for
+sigmoid classifiers without a background column (mmdet's RetinaNet, FCOS,
+ATSS). See docs/grw_loss.md."""
+import math
+import os
+from typing import Optional, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+from torch import Tensor
+
+from mmdisalign.utils.class_freq import (ClassFreqType, grw_weights,
+                                         load_class_freq)
+from .grw_loss import _safe_divide
+
+__all__ = ['GRWFocalLoss']
+
+_REDUCTIONS = ('none', 'mean', 'sum')
+_AVG_MODES = ('weighted', 'avg_factor')
+
+
+@MODELS.register_module()
+class GRWFocalLoss(nn.Module):
+    """Sigmoid focal loss with generalized re-weighting (GRW) of the classes.
+
+    For an anchor (or location) ``i`` with label ``y_i`` (``K`` means
+    background, mmdet's convention), per-element weight ``s_i`` and ``K``
+    sigmoid logits ``z_ik``::
+
+        L = sum_i s_i w_{y_i} sum_k FL(z_ik, [y_i == k]) / D
+
+    ``FL`` is the binary focal term of mmdet's ``FocalLoss`` (``gamma``,
+    ``alpha``), ``w_c`` the GRW weight of class ``c``
+    (:func:`~mmdisalign.utils.grw_weights`, summing to ``K``) and
+    ``w_K = background_weight``. ``D`` is, per ``avg_mode``,
+    ``'weighted'``: ``sum`` of ``s_i w_{y_i}`` over the foreground elements
+    (``avg_factor`` ignored), ``'avg_factor'``: mmdet's ``avg_factor`` (the
+    number of positive anchors), else the number of elements. ``rho=0``
+    gives mmdet's ``FocalLoss`` normalised by the number of positives.
+
+    Args:
+        class_freq (list | np.ndarray | str | PathLike | dict): Training
+            frequencies of the ``K`` classes or a class-frequency file, as
+            :func:`mmdisalign.utils.load_class_freq` reads them.
+        rho (float): GRW exponent; 0: no re-weighting. Defaults to 1.0.
+        num_classes (int, optional): Must equal the number of frequencies.
+            Defaults to None.
+        use_sigmoid (bool): Must be True; mmdet's dense heads read it from
+            the config to predict ``K`` columns without background.
+            Defaults to True.
+        gamma (float): Focusing parameter. Defaults to 2.0.
+        alpha (float): Weight of the positive binary terms.
+            Defaults to 0.25.
+        background_weight (float): ``w`` of background elements.
+            Defaults to 1.0.
+        reduction (str): 'mean', 'sum' or 'none'. Defaults to 'mean'.
+        avg_mode (str): 'weighted' or 'avg_factor'.
+            Defaults to 'weighted'.
+        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+    """
+
+    # Read by mmdet heads: a plain sigmoid classifier.
+    use_sigmoid = True
+    custom_cls_channels = False
+    custom_activation = False
+    custom_accuracy = False
+
+    def __init__(self,
+                 class_freq: ClassFreqType,
+                 rho: float = 1.0,
+                 num_classes: Optional[int] = None,
+                 use_sigmoid: bool = True,
+                 gamma: float = 2.0,
+                 alpha: float = 0.25,
+                 background_weight: float = 1.0,
+                 reduction: str = 'mean',
+                 avg_mode: str = 'weighted',
+                 loss_weight: float = 1.0) -> None:
+        super().__init__()
+        if not use_sigmoid:
+            raise ValueError(
+                'GRWFocalLoss is the sigmoid GRW loss (K columns, no '
+                'background column) and needs use_sigmoid=True; a softmax '
+                'head (num_classes + 1 columns) takes GRWCrossEntropyLoss')
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f'reduction must be one of {_REDUCTIONS}, got '
+                             f'{reduction!r}')
+        if avg_mode not in _AVG_MODES:
+            raise ValueError(f'avg_mode must be one of {_AVG_MODES}, got '
+                             f'{avg_mode!r}')
+        for name, value in (('gamma', gamma), ('loss_weight', loss_weight)):
+            if not math.isfinite(value):
+                raise ValueError(f'{name} must be a finite number, got '
+                                 f'{value!r}')
+        if not 0 <= alpha <= 1:
+            raise ValueError(f'alpha must be in [0, 1], got {alpha!r}')
+        if not (math.isfinite(background_weight) and background_weight >= 0):
+            raise ValueError(f'background_weight must be a finite number '
+                             f'>= 0, got {background_weight!r}')
+        freqs = load_class_freq(class_freq, num_classes=num_classes)
+        weights = np.append(grw_weights(freqs, rho), float(background_weight))
+        source = class_freq
+        if isinstance(source, dict):
+            source = source.get('file')
+        is_path = isinstance(source, (str, os.PathLike))
+        self.source = os.fspath(source) if is_path else None  # in messages
+        self.num_classes = len(freqs)
+        self.rho = float(rho)
+        self.gamma = float(gamma)
+        self.alpha = float(alpha)
+        self.background_weight = float(background_weight)
+        self.reduction = reduction
+        self.avg_mode = avg_mode
+        self.loss_weight = float(loss_weight)
+        # K class weights + the background one; not saved in checkpoints.
+        self.register_buffer(
+            'class_weight',
+            torch.tensor(weights, dtype=torch.float32),
+            persistent=False)
+
+    def extra_repr(self) -> str:
+        text = (f'num_classes={self.num_classes}, rho={self.rho}, '
+                f'gamma={self.gamma}, alpha={self.alpha}, '
+                f'avg_mode={self.avg_mode!r}, reduction={self.reduction!r}, '
+                f'loss_weight={self.loss_weight}')
+        if self.source:
+            text += f', class_freq={self.source!r}'
+        return text
+
+    def forward(self,
+                cls_score: Tensor,
+                label: Tensor,
+                weight: Optional[Tensor] = None,
+                avg_factor: Optional[Union[float, Tensor]] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            cls_score (Tensor): Sigmoid logits ``(M, K)``.
+            label (Tensor): Labels ``(M,)`` in ``[0, K]``, ``K`` the
+                background.
+            weight (Tensor, optional): ``(M,)`` element weights (mmdet's
+                label weights). Defaults to None.
+            avg_factor (float | Tensor, optional): The denominator of the
+                ``'avg_factor'`` mode. Defaults to None.
+            reduction_override (str, optional): Instead of
+                ``self.reduction``. Defaults to None.
+
+        Returns:
+            Tensor: A scalar, or ``(M, K)`` terms for ``'none'``.
+        """
+        reduction = reduction_override or self.reduction
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f'reduction_override must be one of '
+                             f'{_REDUCTIONS}, got {reduction_override!r}')
+        self._check_score(cls_score)
+        if label.is_floating_point():
+            raise TypeError(f'labels must be integers, got dtype '
+                            f'{label.dtype}')
+        num = self.num_classes
+        label = label.reshape(-1, 1).long()
+        # One-hot of the K classes; the background row stays all-zero.
+        target = cls_score.new_zeros(
+            (cls_score.size(0), num + 1)).scatter_(1, label, 1.)[:, :num]
+        class_weight = self.class_weight.to(cls_score)
+        elem_weight = class_weight[label]  # (M, 1)
+        prob = cls_score.sigmoid()
+        prob_t = prob * target + (1 - prob) * (1 - target)
+        alpha_t = self.alpha * target + (1 - self.alpha) * (1 - target)
+        ce = F.binary_cross_entropy_with_logits(
+            cls_score, target, reduction='none')
+        terms = alpha_t * (1 - prob_t).pow(self.gamma) * ce * elem_weight
+        foreground = (label < num).to(terms.dtype)
+        if weight is not None:
+            if weight.numel() != terms.size(0):
+                raise ValueError(
+                    f'weight must have one value per element, shape '
+                    f'({terms.size(0)},), got {tuple(weight.shape)}')
+            weight = weight.reshape(-1, 1).to(terms.dtype)
+            terms = terms * weight
+            foreground = foreground * weight
+        if reduction == 'none':
+            loss = terms
+        elif reduction == 'sum':
+            loss = terms.sum()
+        else:
+            if self.avg_mode == 'weighted':
+                denominator = (foreground * elem_weight).sum()
+            elif avg_factor is not None:
+                denominator = avg_factor
+            else:
+                denominator = terms.numel()
+            loss = _safe_divide(terms.sum(), denominator)
+        return self.loss_weight * loss
+
+    def _check_score(self, cls_score: Tensor) -> None:
+        """``K`` sigmoid columns; ``K + 1`` is a softmax head."""
+        if cls_score.dim() != 2:
+            raise ValueError(f'cls_score must be a tensor of shape (M, K), '
+                             f'got {tuple(cls_score.shape)}')
+        if cls_score.size(1) != self.num_classes:
+            origin = (f"the frequency file '{self.source}'"
+                      if self.source else 'the class_freq list')
+            hint = ''
+            if cls_score.size(1) == self.num_classes + 1:
+                hint = ('; a head with a background column is a softmax '
+                        'head: give it GRWCrossEntropyLoss('
+                        'with_background=True)')
+            raise ValueError(
+                f'cls_score has {cls_score.size(1)} class scores (dim 1) but '
+                f'GRWFocalLoss has {self.num_classes} class frequencies from '
+                f'{origin}{hint}. Use the frequency file of the dataset the '
+                'head predicts')

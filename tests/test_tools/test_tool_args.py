@@ -1,0 +1,49 @@
+"""tools/train.py and tools/test.py: a config with a syntax error and a
+``--cfg-options`` item without ``=`` are named (file, line, argument)."""
+import pytest
+
+BAD = 'a = 1\nb = dict(x=1\nc = 2\n'
+
+
+@pytest.mark.parametrize('tool', ['train', 'test'])
+def test_config_syntax_error_names_file_and_line(tmp_path, load_tool, tool):
+    bad = tmp_path / 'bad.py'
+    bad.write_text(BAD)
+    argv = [str(bad)] + (['ckpt.pth'] if tool == 'test' else [])
+    with pytest.raises(SystemExit) as info:
+        load_tool(tool).main(argv)
+    message = str(info.value)
+    assert message.startswith(f'syntax error in config {bad}, line 2: ')
+    assert "'(' was never closed" in message and 'b = dict(x=1' in message
+    assert '<unknown>' not in message
+
+
+def test_syntax_error_in_a_base_config_names_the_base(tmp_path, load_tool):
+    (tmp_path / 'base').mkdir()
+    (tmp_path / 'base' / 'model.py').write_text(BAD)
+    top = tmp_path / 'top.py'
+    top.write_text("_base_ = ['./base/model.py']\nd = 1\n")
+    with pytest.raises(
+            SystemExit,
+            match=r'syntax error in config .*'
+            r'base/model\.py, line 2'):
+        load_tool('train').main([str(top)])
+    with pytest.raises(SystemExit, match=r'config file .*nope\.py not found'):
+        load_tool('train').main([str(tmp_path / 'nope.py')])
+
+
+@pytest.mark.parametrize('tool', ['train', 'test'])
+def test_cfg_options_without_equals_is_a_usage_error(tmp_path, load_tool, tool,
+                                                     capsys):
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text('a = 1\n')
+    argv = [str(cfg)] + (['ckpt.pth'] if tool == 'test' else [])
+    with pytest.raises(SystemExit) as info:
+        load_tool(tool).parse_args(argv +
+                                   ['--cfg-options', 'a=2', 'max_epochs'])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert ("error: --cfg-options 'max_epochs': expected KEY=VALUE "
+            '(e.g. --cfg-options train_cfg.max_epochs=1)') in err
+    args = load_tool(tool).parse_args(argv + ['--cfg-options', 'a=2'])
+    assert args.cfg_options == dict(a=2)
