@@ -37,8 +37,17 @@ DET = osp.join(CONFIGS, 'det')
 ALL = sorted(
     p for p in glob.glob(osp.join(DET, '**', '*.py'), recursive=True)
     if '_base_' not in p and not osp.basename(p).startswith('retinanet'))
-STAGE2 = [p for p in ALL if p.endswith('_disalign.py')]
-STAGE1 = [p for p in ALL if not p.endswith('_disalign.py')]
+# Trained from the frozen stage 1: DisAlign and the LWS baseline.
+STAGE2 = [p for p in ALL if p.endswith(('_disalign.py', '_lws.py'))]
+# Post-hoc baselines: the stage-1 checkpoint tested with a calibration.
+POSTHOC = [p for p in ALL if p.endswith(('_tau-norm.py', '_logit-adjust.py'))]
+STAGE1 = [p for p in ALL if p not in STAGE2 and p not in POSTHOC]
+# The calibration of each method's box head.
+CALIBRATION = {
+    'disalign': dict(type='DisAlignCalibration', init_mode='identity'),
+    'lws': dict(type='LWSCalibration'),
+    'tau-norm': dict(type='TauNormCalibration', tau=1.0),
+}
 NUM_CLASSES = {'lvis-v0.5': 1230, 'lvis-v1': 1203, 'fmnist-lvis': 10}
 # Reference schedules: (stage-1 iterations, steps), (stage-2 iterations,
 # step, validation interval).
@@ -118,8 +127,15 @@ def shrink(cfg):
         stage.sampler.num = 16
 
 
+def method_of(path):
+    for method in ('disalign', 'lws', 'tau-norm', 'logit-adjust'):
+        if path.endswith(f'_{method}.py'):
+            return method
+    return None
+
+
 def test_naming_and_pairs():
-    assert len(STAGE1) == len(STAGE2) == 16
+    assert len(STAGE1) == 16 and len(STAGE2) == 18 and len(POSTHOC) == 4
     basenames = [
         osp.basename(p)
         for p in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True)
@@ -129,7 +145,8 @@ def test_naming_and_pairs():
         assert re.fullmatch(
             r'(cascade-)?mask-rcnn_[a-z0-9-]+_fpn(_4conv1fc-gn)?'
             r'(_cosine)?_[a-z0-9.-]+_[a-z0-9.-]+'
-            r'(_disalign)?\.py', osp.basename(path)), path
+            r'(_disalign|_lws|_tau-norm|_logit-adjust)?\.py',
+            osp.basename(path)), path
     # Every stage-1 config is the load_from of exactly one stage-2 config,
     # and load_from is the last checkpoint of that stage-1 run.
     pairs = {}
@@ -138,6 +155,14 @@ def test_naming_and_pairs():
         assert load(stage1).train_cfg.max_iters == last_iter
         pairs[stage1] = path
     assert sorted(pairs) == STAGE1
+    # A post-hoc config tests the checkpoint of the stage 1 it inherits.
+    for path in POSTHOC:
+        stage1 = path.replace('_8xb2_', '_8xb2-ms-180k_').replace(
+            '_1xb2_', '_1xb2-2k_').rsplit('_', 1)[0] + '.py'
+        assert stage1 in STAGE1, path
+        assert load(path).load_from == (
+            f'work_dirs/{osp.basename(stage1)[:-3]}/'
+            f'iter_{load(stage1).train_cfg.max_iters}.pth')
 
 
 @pytest.mark.parametrize('path', ALL, ids=osp.basename)
@@ -196,15 +221,24 @@ def test_settings(path):
                 type='NormedLinear', tempearture=20, bias=False)
         else:
             assert predictor['type'] == 'Linear'
+        method = method_of(path)
         if four_conv:
             assert head.conv_out_channels == 256
             assert head.fc_out_channels == 1024
             assert head.norm_cfg == dict(
                 type='GN', num_groups=32, requires_grad=True)
-        if stage2:
+        if method == 'logit-adjust':
+            assert head.type == 'DisAlignShared2FCBBoxHead'
+            assert head.calibration.type == 'LogitAdjustCalibration'
+            assert head.calibration.tau == 1.0
+            assert head.calibration.class_freq.endswith(
+                '_train_class_freq.json')
+        elif method is not None:
             assert head.type == 'DisAlign' + upstream_head
-            assert head.calibration == dict(
-                type='DisAlignCalibration', init_mode='identity')
+            assert head.calibration == CALIBRATION[method]
+        if method in ('tau-norm', 'logit-adjust'):
+            assert head.loss_cls.type == 'CrossEntropyLoss'
+        elif stage2:
             loss = head.loss_cls
             assert (loss.type, loss.rho, loss.num_classes,
                     loss.with_background, loss.background_weight,
@@ -217,7 +251,7 @@ def test_settings(path):
         else:
             assert head.type == upstream_head
             assert head.loss_cls.type == 'CrossEntropyLoss'
-    if stage2:
+    if stage2 or method is not None:
         # Nothing is downloaded: every weight comes from load_from.
         inits = [v for _, v in walk(cfg.model, 'init_cfg') if v]
         assert not any('Pretrained' in str(v) for v in inits), inits
@@ -278,11 +312,13 @@ def test_one_iteration_each_stage(path, freq_files):
     assert result.unexpected_keys == []
     calib_keys = sorted(result.missing_keys)
     heads = len(bbox_heads(cfg2))
-    assert len(calib_keys) == 4 * heads
+    lws = path.endswith('_lws.py')
+    assert len(calib_keys) == (1 if lws else 4) * heads
+    pattern = ('alpha'
+               if lws else r'(alpha|beta|confidence\.weight|confidence\.bias)')
     assert all(
-        re.fullmatch(
-            r'roi_head\.bbox_head(\.\d)?\.calibration\.(alpha|beta|confidence'
-            r'\.weight|confidence\.bias)', k) for k in calib_keys), calib_keys
+        re.fullmatch(rf'roi_head\.bbox_head(\.\d)?\.calibration\.{pattern}', k)
+        for k in calib_keys), calib_keys
     optim2 = build_optim_wrapper(model2, cfg2.optim_wrapper)
     runner = SimpleNamespace(
         model=model2,
@@ -319,3 +355,48 @@ def test_one_iteration_each_stage(path, freq_files):
                   for k in calib_keys if k.endswith(('alpha', 'beta'))}
     for key, value in stage1_sd.items():
         assert torch.equal(after[key], value), key
+
+
+@pytest.mark.parametrize('path', POSTHOC, ids=osp.basename)
+def test_posthoc_on_the_stage1_model(path, freq_files):
+    """A post-hoc config is its stage-1 model tested with a calibration:
+    the stage-1 weights load with nothing missing or unexpected; the box
+    head gives the stage-1 foreground logits divided by ||w_j|| (tau-norm)
+    or minus log(n_j / n) (logit adjustment, tau 1) and the stage-1
+    background logit; one test step detects."""
+    name = dataset_of(path)
+    num_classes = NUM_CLASSES[name]
+    cfg = load(path)
+    for parent, _ in list(walk(cfg.model, 'class_freq')):
+        parent['class_freq'] = freq_files[name]
+    stage1_cfg = load(
+        path.replace('_8xb2_', '_8xb2-ms-180k_').replace(
+            '_1xb2_', '_1xb2-2k_').rsplit('_', 1)[0] + '.py')
+    torch.manual_seed(0)
+    stage1 = MODELS.build(stage1_cfg.model).eval()
+    model = MODELS.build(cfg.model).eval()
+    result = model.load_state_dict(stage1.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+    feats = torch.rand(5, stage1_cfg.model.roi_head.bbox_head.in_channels,
+                       *stage1.roi_head.bbox_head.roi_feat_size)
+
+    with torch.no_grad():
+        ours, _ = model.roi_head.bbox_head(feats)
+        theirs, _ = stage1.roi_head.bbox_head(feats)
+    weight = stage1.roi_head.bbox_head.fc_cls.weight[:num_classes]
+    if path.endswith('_tau-norm.py'):
+        fg = theirs[:, :num_classes] / weight.norm(dim=1)
+    else:
+        counts = torch.tensor(
+            [1. + (i * 7919) % 997 for i in range(num_classes)])
+        fg = theirs[:, :num_classes] - (counts / counts.sum()).log()
+    torch.testing.assert_close(ours[:, :num_classes], fg)
+    assert torch.equal(ours[:, -1], theirs[:, -1])  # background
+    batch = fake_batch(num_classes, 2)
+    with torch.no_grad():
+        [det] = model.test_step(
+            dict(
+                inputs=batch['inputs'][:1],
+                data_samples=batch['data_samples'][:1]))
+    assert det.pred_instances.labels.max() < num_classes

@@ -40,8 +40,29 @@ STAGE1 = {
     'mmseg::resnest/resnest_s101-d8_deeplabv3plus_4xb4-160k_ade20k-512x512.py',
     'fcn_r18-w16-d8_1xb4-400_fmnist-scenes-64x64_disalign.py':
     osp.join(CONFIG_DIR, TOY_STAGE1),
+    # LWS: the DisAlign stage 2 with the LWS calibration
+    'fcn_r50-d8_8xb4-4k_ade20k-512x512_lws.py':
+    'mmseg::fcn/fcn_r50-d8_4xb4-160k_ade20k-512x512.py',
+    'deeplabv3plus_r50-d8_8xb4-4k_ade20k-512x512_lws.py':
+    'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-160k_ade20k-512x512.py',
+    'fcn_r18-w16-d8_1xb4-400_fmnist-scenes-64x64_lws.py':
+    osp.join(CONFIG_DIR, TOY_STAGE1),
 }
 ADE = [name for name in STAGE1 if 'ade20k' in name]
+# Post-hoc baselines: the stage-1 model tested with a calibration.
+POSTHOC = {
+    f'{model}_{dataset}_{method}.py': stage1
+    for model, dataset, stage1 in (
+        ('fcn_r50-d8_4xb4', 'ade20k-512x512',
+         'mmseg::fcn/fcn_r50-d8_4xb4-160k_ade20k-512x512.py'),
+        ('deeplabv3plus_r50-d8_4xb4', 'ade20k-512x512',
+         'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-160k_ade20k-'
+         '512x512.py'),
+        ('fcn_r18-w16-d8_1xb4', 'fmnist-scenes-64x64',
+         osp.join(CONFIG_DIR, TOY_STAGE1)),
+    )
+    for method in ('tau-norm', 'logit-adjust')
+}
 # Checkpoint files of the mmseg model zoo (stage 1 of the ADE20K configs).
 _DLV3P_R101 = 'deeplabv3plus_r101-d8_512x512_160k_ade20k_20200615_123232'
 ZOO = {
@@ -58,6 +79,11 @@ ZOO = {
     'deeplabv3plus_s101-d8_8xb4-4k_ade20k-512x512_disalign.py':
     'deeplabv3plus_s101-d8_512x512_160k_ade20k_20200807_144503-27b26226.pth',
 }
+ZOO.update({
+    name.replace('_disalign.py', '_lws.py'): ZOO[name]
+    for name in ('fcn_r50-d8_8xb4-4k_ade20k-512x512_disalign.py',
+                 'deeplabv3plus_r50-d8_8xb4-4k_ade20k-512x512_disalign.py')
+})
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -109,7 +135,7 @@ def test_config_names_are_unique_under_configs():
     ]
     assert len(names) == len(set(names))
     assert 'deeplabv3plus_r101_ade20k_disalign.py' in CONFIGS
-    assert set(STAGE1) | {TOY_STAGE1} == set(CONFIGS)
+    assert set(STAGE1) | set(POSTHOC) | {TOY_STAGE1} == set(CONFIGS)
 
 
 @pytest.mark.parametrize('name', ADE)
@@ -185,14 +211,17 @@ def test_build_and_fit_the_stage1_model(name, tmp_path):
     extra = sorted(set(ours) - set(theirs))
     assert set(theirs) <= set(ours)
     assert all(k.startswith('decode_head.calibration.') for k in extra)
-    assert {'decode_head.calibration.alpha',
-            'decode_head.calibration.beta'} <= set(extra)
     assert all(ours[k] == theirs[k] for k in theirs)
     assert ours['decode_head.calibration.alpha'] == (num_classes, )
-    # the reference confidence: 1x1 conv without bias, BN, ReLU
-    assert ours['decode_head.calibration.confidence.conv.weight'] == (
-        1, cfg.model.decode_head.channels, 1, 1)
-    assert 'decode_head.calibration.confidence.bn.running_mean' in ours
+    if name.endswith('_lws.py'):
+        # LWS: a scale per class, nothing else
+        assert extra == ['decode_head.calibration.alpha']
+    else:
+        assert 'decode_head.calibration.beta' in extra
+        # the reference confidence: 1x1 conv without bias, BN, ReLU
+        assert ours['decode_head.calibration.confidence.conv.weight'] == (
+            1, cfg.model.decode_head.channels, 1, 1)
+        assert 'decode_head.calibration.confidence.bn.running_mean' in ours
     # DisAlignFreezeHook trains exactly the calibration
     plan = plan_freeze(model)
     assert plan.calibrations == ['decode_head.calibration']
@@ -243,7 +272,8 @@ def test_train_one_iteration(name, tmp_path):
     # every frozen tensor (BN statistics included) is unchanged
     assert changed and all(
         k.startswith('decode_head.calibration.') for k in changed)
-    assert 'decode_head.calibration.beta' in changed
+    assert ('decode_head.calibration.alpha' if name.endswith('_lws.py') else
+            'decode_head.calibration.beta') in changed
 
 
 def test_toy_stage1_builds_and_trains_one_iteration():
@@ -262,3 +292,41 @@ def test_toy_stage1_builds_and_trains_one_iteration():
     log_vars = model.train_step(data, optim_wrapper)
     assert torch.isfinite(log_vars['loss'])
     assert not torch.equal(weight, model.decode_head.conv_seg.weight)
+
+
+@pytest.mark.parametrize('name', sorted(POSTHOC))
+def test_posthoc_on_the_stage1_model(name, tmp_path):
+    """A post-hoc config is its stage-1 model tested with a calibration:
+    the stage-1 weights load into it with nothing missing or unexpected,
+    and one test step gives the stage-1 scores, per pixel and class,
+    divided by ||w_j|| (tau-norm) or minus log(n_j / n) (logit
+    adjustment, tau 1)."""
+    cfg = Config.fromfile(osp.join(CONFIG_DIR, name))
+    init_default_scope(cfg.default_scope)
+    num_classes = cfg.model.decode_head.num_classes
+    freq = _freq_file(tmp_path, num_classes)
+    assert 'DisAlignFreezeHook' not in str(cfg.get('custom_hooks'))
+    assert cfg.test_evaluator.type == 'HeadBodyTailIoUMetric'
+    calib = cfg.model.decode_head.calibration
+    assert calib.tau == 1.0
+    model_cfg = _shrink(_model_cfg(cfg))
+    if 'class_freq' in calib:
+        assert calib.class_freq == cfg.test_evaluator.class_freq
+        model_cfg.decode_head.calibration.class_freq = freq
+    torch.manual_seed(0)
+    stage1 = MODELS.build(_shrink(_model_cfg(_load(POSTHOC[name])))).eval()
+    model = MODELS.build(model_cfg).eval()
+    result = model.load_state_dict(stage1.state_dict(), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    inputs = torch.rand(2, 3, 32, 32)
+    metas = [dict(img_shape=(32, 32), ori_shape=(32, 32))] * 2
+    with torch.no_grad():
+        ours = model.encode_decode(inputs, metas)
+        theirs = stage1.encode_decode(inputs, metas)
+    weight = stage1.decode_head.conv_seg.weight.flatten(1)
+    if name.endswith('_tau-norm.py'):
+        expected = theirs / weight.norm(dim=1).view(1, -1, 1, 1)
+    else:
+        counts = torch.tensor([1000. - 5 * i for i in range(num_classes)])
+        expected = theirs - (counts / counts.sum()).log().view(1, -1, 1, 1)
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)

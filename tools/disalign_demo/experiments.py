@@ -11,6 +11,7 @@ as a table.
 """
 import argparse
 import copy
+import math
 import os
 import os.path as osp
 import statistics
@@ -22,10 +23,11 @@ from .list_data import DEFAULT_LAYOUT
 
 __all__ = [
     'REPO', 'CONFIG_DIR', 'STAGE1_CONFIG', 'CACHED_STAGE2_CONFIG', 'GROUPS',
-    'METRIC_KEYS', 'QUICK_THRESHOLDS', 'log', 'add_data_args', 'data_layout',
-    'build_data', 'data_thresholds', 'class_freq_file', 'stage_config',
-    'run_stage', 'evaluate_stage', 'train_stage2_cached', 'run_stage2_cached',
-    'format_table', 'mean_std', 'format_mean_table', 'summarize_runs'
+    'METRIC_KEYS', 'LT_COLUMNS', 'QUICK_THRESHOLDS', 'log', 'add_data_args',
+    'data_layout', 'build_data', 'data_thresholds', 'class_freq_file',
+    'stage_config', 'run_stage', 'evaluate_stage', 'train_stage2_cached',
+    'run_stage2_cached', 'format_table', 'mean_std', 'format_mean_table',
+    'summarize_runs'
 ]
 
 #: The folder holding ``tools/`` and ``configs/``: the repository, or
@@ -355,22 +357,26 @@ def stage_config(config: str,
 def run_stage(name: str,
               cfg,
               who: str = 'main job') -> Tuple[dict, str, float]:
-    """Train and test one stage with the Runner.
+    """Train and test one stage with the Runner (by epochs or iterations).
 
     Returns:
         tuple: ``(test metrics, last checkpoint, training seconds)``.
     """
     from mmengine.runner import Runner
-    log(
-        f'{name}: training ({cfg.train_cfg.max_epochs} epochs), logs in '
-        f'{cfg.work_dir}', who)
+    if 'max_epochs' in cfg.train_cfg:
+        length = f'{cfg.train_cfg.max_epochs} epochs'
+        last = f'epoch_{cfg.train_cfg.max_epochs}.pth'
+    else:
+        length = f'{cfg.train_cfg.max_iters} iterations'
+        last = f'iter_{cfg.train_cfg.max_iters}.pth'
+    log(f'{name}: training ({length}), logs in {cfg.work_dir}', who)
     t0 = time.time()
     runner = Runner.from_cfg(cfg)
     runner.train()
     t_train = time.time() - t0
     log(f'{name}: trained in {t_train:.0f} s; testing ...', who)
     metrics = runner.test()
-    ckpt = osp.join(cfg.work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
+    ckpt = osp.join(cfg.work_dir, last)
     log(f'{name}: done in {time.time() - t0:.0f} s', who)
     return dict(metrics), ckpt, t_train
 
@@ -499,31 +505,50 @@ def mean_std(values: Sequence[float]) -> Tuple[float, float]:
     return statistics.fmean(values), std
 
 
-def format_mean_table(rows: Sequence[Tuple[str, List[dict]]]) -> str:
+#: ``(metric key, header)`` of the long-tail table.
+LT_COLUMNS = tuple((f'lt/{key}', header)
+                   for key, header in zip(METRIC_KEYS, ('overall', ) + GROUPS))
+
+
+def format_mean_table(rows: Sequence[Tuple[str, List[dict]]],
+                      columns: Sequence[Tuple[str, str]] = LT_COLUMNS) -> str:
     """Markdown table of "mean ± std" over runs of each method.
 
     Args:
         rows: ``(name, [metrics of every seed])`` per method.
+        columns: ``(metric key, header)`` per column. Defaults to the
+            long-tail top-1 (overall / many / medium / few).
     """
     lines = [
-        '| method | overall | many | medium | few |', '|---|---|---|---|---|'
+        '| method | ' + ' | '.join(h for _, h in columns) + ' |',
+        '|---' * (len(columns) + 1) + '|'
     ]
     for name, runs in rows:
         cells = []
-        for key in METRIC_KEYS:
-            mean, std = mean_std([m[f'lt/{key}'] for m in runs])
-            cells.append(f'{mean:.2f} ± {std:.2f}')
+        for key, _ in columns:
+            mean, std = mean_std([m[key] for m in runs])
+            cells.append('n/a' if math.isnan(mean) else f'{mean:.2f} ± '
+                         f'{std:.2f}')
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
-def summarize_runs(runs: Dict[str, List[dict]]) -> Dict[str, dict]:
-    """``{method: {key: {'mean', 'std', 'values'}}}`` of per-seed metrics."""
+def summarize_runs(runs: Dict[str, List[dict]],
+                   keys: Optional[Dict[str, str]] = None) -> Dict[str, dict]:
+    """``{method: {name: {'mean', 'std', 'values'}}}`` of per-seed metrics.
+
+    Args:
+        runs: ``{method: [metrics of every seed]}``.
+        keys: ``{name: metric key}``. Defaults to the long-tail top-1
+            (``top1`` -> ``lt/top1``, ...).
+    """
+    if keys is None:
+        keys = {key: f'lt/{key}' for key in METRIC_KEYS}
     out = {}
     for method, metrics in runs.items():
         out[method] = {}
-        for key in METRIC_KEYS:
-            values = [m[f'lt/{key}'] for m in metrics]
+        for name, key in keys.items():
+            values = [m[key] for m in metrics]
             mean, std = mean_std(values)
-            out[method][key] = dict(mean=mean, std=std, values=values)
+            out[method][name] = dict(mean=mean, std=std, values=values)
     return out

@@ -92,6 +92,9 @@ class HeadBodyTailIoUMetric(IoUMetric):
         check_class_names (bool): Require the class names of the file (if
             it has any) to equal the dataset's (case and surrounding
             spaces ignored). Defaults to True.
+        classwise (bool): Also return the IoU of every class, in percent,
+            as ``IoU.{class name}`` (as mmdet's ``classwise`` returns the
+            AP of every category). Defaults to False.
         **kwargs: Arguments of :class:`IoUMetric` (``iou_metrics``,
             ``ignore_index``, ``prefix``, ...). ``iou_metrics`` must
             include ``'mIoU'``.
@@ -103,8 +106,10 @@ class HeadBodyTailIoUMetric(IoUMetric):
                  group_names: Sequence[str] = ('head', 'body', 'tail'),
                  class_freq_key: str = 'counts',
                  check_class_names: bool = True,
+                 classwise: bool = False,
                  **kwargs) -> None:
         super().__init__(**kwargs)
+        self.classwise = classwise
         if 'mIoU' not in self.metrics:  # a str or a list
             raise ValueError("HeadBodyTailIoUMetric needs 'mIoU' in "
                              f'iou_metrics, got {self.metrics!r}')
@@ -183,6 +188,9 @@ class HeadBodyTailIoUMetric(IoUMetric):
                 metrics[f'{name}_m{key}'] = values[key]
             lines.append(f'{name}: {index.size} classes, mIoU '
                          f'{values["IoU"]:.2f}, mAcc {values["Acc"]:.2f}')
+        if self.classwise:
+            for name, iou in zip(class_names, per_class['IoU']):
+                metrics[f'IoU.{name}'] = float(np.round(iou * 100, 2))
         thresholds = ', '.join(f'{t:g}' for t in self.thresholds)
         MMLogger.get_current_instance().info(
             f'groups by training pixel ratio (thresholds {thresholds}; '
