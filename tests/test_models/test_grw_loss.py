@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import MODELS, DefaultScope, init_default_scope
 
-from mmdisalign.models.losses import GRWCrossEntropyLoss
+from mmdisalign.models.losses import GRWCrossEntropyLoss, GRWFocalLoss
 from mmdisalign.utils.class_freq import (grw_weights, max_grw_rho,
                                          save_class_freq)
 
@@ -541,6 +541,14 @@ def test_rho_underflowing_float32_is_refused(tmp_path):
     # A list of counts gets the same error, without names.
     with pytest.raises(ValueError, match=r'class 0: 0.*is 19\.46'):
         GRWCrossEntropyLoss(FMNIST_LT_COUNTS, rho=1000)
+    # The sigmoid GRW loss shares the weights, and their check.
+    with pytest.raises(ValueError) as info:
+        GRWFocalLoss(str(path), rho=1000)
+    assert str(info.value) == message.replace('GRWCrossEntropyLoss',
+                                              'GRWFocalLoss')
+    focal = GRWFocalLoss(str(path), rho=limit)
+    assert torch.equal(focal.class_weight[:10], loss.class_weight)
+    assert focal.class_freq_file == loss.class_freq_file == str(path)
 
 
 def test_max_grw_rho_of_a_balanced_profile_is_unbounded():

@@ -2,7 +2,6 @@
 sigmoid classifiers without a background column (mmdet's RetinaNet, FCOS,
 ATSS). See docs/grw_loss.md."""
 import math
-import os
 from typing import Optional, Union
 
 import numpy as np
@@ -12,9 +11,8 @@ import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from mmdisalign.utils.class_freq import (ClassFreqType, grw_weights,
-                                         load_class_freq)
-from .grw_loss import _safe_divide
+from mmdisalign.utils.class_freq import ClassFreqType
+from .grw_loss import _safe_divide, load_grw_weights
 
 __all__ = ['GRWFocalLoss']
 
@@ -100,13 +98,10 @@ class GRWFocalLoss(nn.Module):
         if not (math.isfinite(background_weight) and background_weight >= 0):
             raise ValueError(f'background_weight must be a finite number '
                              f'>= 0, got {background_weight!r}')
-        freqs = load_class_freq(class_freq, num_classes=num_classes)
-        weights = np.append(grw_weights(freqs, rho), float(background_weight))
-        source = class_freq
-        if isinstance(source, dict):
-            source = source.get('file')
-        is_path = isinstance(source, (str, os.PathLike))
-        self.source = os.fspath(source) if is_path else None  # in messages
+        freqs, weights, self.source = load_grw_weights(class_freq, rho,
+                                                       num_classes,
+                                                       type(self).__name__)
+        weights = np.append(weights, float(background_weight))
         self.num_classes = len(freqs)
         self.rho = float(rho)
         self.gamma = float(gamma)
@@ -120,6 +115,12 @@ class GRWFocalLoss(nn.Module):
             'class_weight',
             torch.tensor(weights, dtype=torch.float32),
             persistent=False)
+
+    @property
+    def class_freq_file(self) -> Optional[str]:
+        """The class-frequency file read (ClassFreqCheckHook checks its
+        class order), or None for a list."""
+        return self.source
 
     def extra_repr(self) -> str:
         text = (f'num_classes={self.num_classes}, rho={self.rho}, '

@@ -2,7 +2,7 @@
 one loss for the heads of mmpretrain, mmseg and mmdet."""
 import math
 import os
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from mmdisalign.utils.class_freq import (ClassFreqType, grw_weights,
 from mmdisalign.utils.misc import class_name
 from ..precision import fp32_region, to_fp32
 
-__all__ = ['GRWCrossEntropyLoss']
+__all__ = ['GRWCrossEntropyLoss', 'load_grw_weights']
 
 _REDUCTIONS = ('none', 'mean', 'sum')
 _AVG_MODES = ('weighted', 'pixel', 'valid')
@@ -35,6 +35,46 @@ def _safe_divide(numerator: Tensor, denominator: Union[Tensor, float,
     if denominator > 0:
         return numerator / float(denominator)
     return numerator * 0.
+
+
+def load_grw_weights(
+        class_freq: ClassFreqType, rho: float, num_classes: Optional[int],
+        loss: str) -> Tuple[np.ndarray, np.ndarray, Optional[str]]:
+    """The class frequencies, the float64 GRW weights (summing to the number
+    of classes) and the file read (None for a list) of a GRW loss.
+
+    Weights that are 0, denormal or infinite in float32 are refused: the
+    loss would train on some classes only, or on ``loss: 0``; the error
+    gives the largest usable ``rho`` of the frequency profile.
+
+    Args:
+        class_freq (str | list | dict): See :func:`load_class_freq`.
+        rho (float): The GRW exponent.
+        num_classes (int, optional): Expected number of classes.
+        loss (str): The loss, for messages.
+    """
+    freqs = load_class_freq(class_freq, num_classes=num_classes)
+    weights = grw_weights(freqs, rho)
+    source = class_freq
+    if isinstance(source, dict):
+        source = source.get('file')
+    source = (
+        os.fspath(source) if isinstance(source, (str, os.PathLike)) else None)
+    limits = np.finfo(np.float32)
+    bad = np.flatnonzero(~((weights >= limits.tiny) & (weights <= limits.max)))
+    if bad.size:
+        classes = load_class_freq_meta(source)['classes'] if source else None
+        shown = ', '.join(f'class {class_name(i, classes)}: {weights[i]:.3g}'
+                          for i in bad[:5])
+        more = f' and {bad.size - 5} more' if bad.size > 5 else ''
+        raise ValueError(
+            f'{loss}: rho={rho:g} gives {bad.size} of '
+            f'{len(weights)} class weights outside the normal float32 range '
+            f'[{limits.tiny:.3g}, {limits.max:.3g}] ({shown}{more}); they '
+            'would be 0 or inf in training. The largest usable rho for '
+            f'this frequency profile (max/min count '
+            f'{freqs.max() / freqs.min():.4g}) is {max_grw_rho(freqs):g}.')
+    return freqs, weights, source
 
 
 @MODELS.register_module()
@@ -107,16 +147,11 @@ class GRWCrossEntropyLoss(nn.Module):
                              f'only back-propagates such entries), got '
                              f'{loss_name!r}')
 
-        freqs = load_class_freq(class_freq, num_classes=num_classes)
-        weights = grw_weights(freqs, rho)  # float64, sums to len(freqs)
-        self._check_float32(weights, freqs, rho, class_freq)
+        freqs, weights, self.source = load_grw_weights(class_freq, rho,
+                                                       num_classes,
+                                                       type(self).__name__)
         if with_background:
             weights = np.append(weights, float(background_weight))
-        source = class_freq
-        if isinstance(source, dict):
-            source = source.get('file')
-        is_path = isinstance(source, (str, os.PathLike))
-        self.source = os.fspath(source) if is_path else None  # in messages
         self.num_classes = len(freqs)
         self.rho = float(rho)
         self.reduction = reduction
@@ -131,32 +166,6 @@ class GRWCrossEntropyLoss(nn.Module):
             'class_weight',
             torch.tensor(weights, dtype=torch.float32),
             persistent=False)
-
-    @staticmethod
-    def _check_float32(weights: np.ndarray, freqs: np.ndarray, rho: float,
-                       class_freq: ClassFreqType) -> None:
-        """Refuse weights that are 0, denormal or infinite in float32 (the
-        loss would train on some classes only, or on ``loss: 0``)."""
-        limits = np.finfo(np.float32)
-        bad = np.flatnonzero(~((weights >= limits.tiny)
-                               & (weights <= limits.max)))
-        if not bad.size:
-            return
-        classes = None
-        if isinstance(class_freq, dict):
-            class_freq = class_freq.get('file')
-        if isinstance(class_freq, (str, os.PathLike)):
-            classes = load_class_freq_meta(class_freq)['classes']
-        shown = ', '.join(f'class {class_name(i, classes)}: {weights[i]:.3g}'
-                          for i in bad[:5])
-        more = f' and {bad.size - 5} more' if bad.size > 5 else ''
-        raise ValueError(
-            f'GRWCrossEntropyLoss: rho={rho:g} gives {bad.size} of '
-            f'{len(weights)} class weights outside the normal float32 range '
-            f'[{limits.tiny:.3g}, {limits.max:.3g}] ({shown}{more}); they '
-            'would be 0 or inf in training. The largest usable rho for '
-            f'this frequency profile (max/min count '
-            f'{freqs.max() / freqs.min():.4g}) is {max_grw_rho(freqs):g}.')
 
     @property
     def class_freq_file(self) -> Optional[str]:
