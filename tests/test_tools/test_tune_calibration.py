@@ -98,7 +98,7 @@ def test_tune_all_sweeps(tool, setup, tmp_path, capsys):
     work = tmp_path / 'tune'
     sweeps = {
         'rho': [0, 1.2, 2],
-        'lr': [0.01, 0.3],
+        'lr': [0.01, 0.1, 0.3],
         'tau-norm': [0, 0.5, 1, 2],
         'logit-adjust': [0, 1, 2]
     }
@@ -128,6 +128,15 @@ def test_tune_all_sweeps(tool, setup, tmp_path, capsys):
         for r in rows:
             for key in ('top1', 'many', 'medium', 'few'):
                 assert 0 <= r['metrics'][key] <= 100
+    # the lr sweep runs at the chosen rho: lr 0.1 (the config's) repeats
+    # the chosen rho's run
+    assert setup['cfg'].optim_wrapper.optimizer.lr == 0.1
+    rho_rows = {
+        r['value']: r['metrics']
+        for r in saved['sweeps']['rho']['rows']
+    }
+    lr_rows = {r['value']: r['metrics'] for r in saved['sweeps']['lr']['rows']}
+    assert lr_rows[0.1] == rho_rows[out['chosen']['rho']]
     # tau 0 of both post-hoc methods is the stage-1 model itself
     t0 = saved['sweeps']['tau-norm']['rows'][0]['metrics']
     assert saved['sweeps']['logit-adjust']['rows'][0]['metrics'] == t0
