@@ -211,3 +211,31 @@ def test_command_line_errors(tool, setup, tmp_path):
             cfg_file, '--checkpoint', setup['checkpoint'], '--work-dir',
             str(tmp_path / 'w'), '--rho=-1'
         ])
+
+
+@pytest.mark.parametrize('config,split', [
+    ('imagenet_lt/resnet50_8xb32-10e_imagenet-lt_disalign.py',
+     'ImageNet_LT_val.txt'),
+    ('places_lt/resnet152_8xb32-10e_places-lt_disalign.py',
+     'Places_LT_val.txt'),
+    ('fashion_mnist_lt/resnet18-s3w16_1xb128-10e_fashion-mnist-lt_disalign.py',
+     'fashion_mnist_lt_val.txt'),
+    ('inaturalist2018/resnet50_8xb32-10e_inat2018_disalign.py', None),
+])
+def test_shipped_tuning_splits(tool, config, split):
+    """Each data set config names its validation list, never the test one
+    (iNaturalist 2018 has none: the tool asks for --val-ann-file)."""
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    cfg = Config.fromfile(osp.join(repo, 'configs', 'cls', config))
+    assert cfg.get('tuning_ann_file') == split
+    if split is None:
+        with pytest.raises(tool.TuningError, match='--val-ann-file'):
+            tool.tuning_split(cfg)
+    else:
+        assert split != cfg.test_dataloader.dataset.ann_file
+        path = osp.join(cfg.test_dataloader.dataset.data_root, split)
+        if osp.isfile(path):  # the data set is here, with its val list
+            assert tool.tuning_split(cfg)['ann_file'] == split
+        else:  # the list is missing, not refused as the test split
+            with pytest.raises(tool.TuningError, match='does not exist'):
+                tool.tuning_split(cfg)
