@@ -157,8 +157,13 @@ def tuning_split(cfg: Config, val_ann_file: Optional[str] = None) -> dict:
     return dataset
 
 
-def _cache_ok(cache_dir: str, sha1: str) -> bool:
-    """Whether ``cache_dir`` holds a finished cache of these weights."""
+def _cache_ok(cache_dir: str, sha1: str, source: dict) -> bool:
+    """Whether ``cache_dir`` holds a finished cache to reuse.
+
+    A cache of other weights is refused; one of other data or passes
+    (``source``, written next to it as ``tuning_source.json``) is
+    extracted again.
+    """
     meta_file = osp.join(cache_dir, 'meta.json')
     if not osp.isfile(meta_file):
         return False
@@ -170,7 +175,11 @@ def _cache_ok(cache_dir: str, sha1: str) -> bool:
             'neck weights (its SHA-1 differs from the checkpoint\'s): '
             'delete it (or use another --work-dir) to extract the features '
             'of this checkpoint')
-    return True
+    source_file = osp.join(cache_dir, 'tuning_source.json')
+    if not osp.isfile(source_file):
+        return False
+    with open(source_file) as f:
+        return json.load(f) == source
 
 
 def extract(cfg: Config,
@@ -184,12 +193,17 @@ def extract(cfg: Config,
     """Cache the features of the training split or of ``dataset``.
 
     An existing cache in ``cache_dir`` is reused when it comes from the
-    same weights (``sha1``), refused otherwise.
+    same weights (``sha1``), list and passes; one of other weights is
+    refused; one of another list or other passes is replaced.
 
     Returns:
         dict: The cache's meta data and ``reused``.
     """
-    if sha1 is not None and _cache_ok(cache_dir, sha1):
+    source = dict(
+        ann_file=_ann_path(dataset or cfg.train_dataloader.dataset),
+        passes=passes,
+        augment=augment)
+    if sha1 is not None and _cache_ok(cache_dir, sha1, source):
         with open(osp.join(cache_dir, 'meta.json')) as f:
             return dict(json.load(f), reused=True)
     cfg = copy.deepcopy(cfg)
@@ -203,6 +217,8 @@ def extract(cfg: Config,
         augment=augment,
         overwrite=True,
         **kwargs)
+    with open(osp.join(cache_dir, 'tuning_source.json'), 'w') as f:
+        json.dump(source, f)
     return dict(meta, reused=False)
 
 

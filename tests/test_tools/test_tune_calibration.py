@@ -162,6 +162,23 @@ def test_tune_all_sweeps(tool, setup, tmp_path, capsys):
         'rows']
 
 
+def test_augmented_passes(tool, setup, tmp_path):
+    """k augmented training passes are cached (epoch e reads pass e mod k);
+    a later run with other passes extracts again instead of reusing."""
+    work = tmp_path / 'aug'
+    out = _tune(tool, setup, work, {'rho': [1.2]}, passes=2, augment=True)
+    meta = json.loads((work / 'cache_train' / 'meta.json').read_text())
+    assert meta['passes'] == 2 and meta['augment'] is True
+    assert meta['num_samples'] == setup['num_train']
+    val = json.loads((work / 'cache_val' / 'meta.json').read_text())
+    assert val['passes'] == 1 and val['augment'] is False
+    assert out['chosen'] == {'rho': 1.2}
+    again = _tune(tool, setup, work, {'rho': [1.2]})
+    assert not again['extraction_reused']
+    meta = json.loads((work / 'cache_train' / 'meta.json').read_text())
+    assert meta['passes'] == 1 and meta['augment'] is False
+
+
 def test_refuses_bad_input(tool, setup, tmp_path):
     cfg = setup['cfg']
     # the test split
