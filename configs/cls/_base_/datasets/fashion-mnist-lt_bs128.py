@@ -61,3 +61,10 @@ val_evaluator = dict(
 
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
+
+# Tuning (tools/tune_calibration.py) reads this held-out validation list,
+# never the test list: it exists when the data set is built with
+#   python tools/dataset_converters/fashion_mnist_lt.py OUT --val-per-class N
+# (N unused training images per class; the training list then keeps
+# 6000 - N images of class 0, so train stage 1 on that build).
+tuning_ann_file = 'fashion_mnist_lt_val.txt'

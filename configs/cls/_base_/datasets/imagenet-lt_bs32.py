@@ -72,6 +72,9 @@ test_dataloader = dict(
     val_dataloader,
     dataset=dict(val_dataloader['dataset'], ann_file='ImageNet_LT_test.txt'))
 test_evaluator = val_evaluator
+# Tuning (tools/tune_calibration.py) reads the validation list (20 images
+# per class), never the test list.
+tuning_ann_file = 'ImageNet_LT_val.txt'
 
 # The lr of the ImageNet-LT schedules is for a total batch of 256.
 auto_scale_lr = dict(base_batch_size=256)

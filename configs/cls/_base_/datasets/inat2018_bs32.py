@@ -40,3 +40,7 @@ val_evaluator = dict(
     few_thr=20)
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
+# No held-out validation list (val2018.json is the reported split):
+# tools/tune_calibration.py needs --val-ann-file (e.g. a list split off
+# train2018.json, with stage 1 trained on the rest).
+tuning_ann_file = None

@@ -30,3 +30,6 @@ val_evaluator = dict(
     train_ann_file='Places_LT_train.txt',
     num_classes=num_classes)
 test_evaluator = val_evaluator
+# Tuning (tools/tune_calibration.py) reads the validation list (20 images
+# per class), never the test list.
+tuning_ann_file = 'Places_LT_val.txt'
