@@ -39,7 +39,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 try:
     import mmdisalign  # noqa: F401
@@ -47,6 +47,8 @@ except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     import mmdisalign  # noqa: F401
 from mmdisalign.cls.datasets.feature_cache import CACHE_VERSION
+from mmdisalign.compat import TRUST_KEY, trusted_checkpoints
+from mmdisalign.utils.config import CfgOptionsAction, load_config
 
 #: Keys a stage-1 checkpoint may lack (see DisAlignFreezeHook).
 _OPTIONAL_KEYS = (re.compile(r'(.*\.)?num_batches_tracked$'), )
@@ -524,17 +526,36 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override settings of the config, key=value')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load the checkpoint with weights_only=False (can run code '
+        'stored in it: only for files you trust); same as '
+        'trust_checkpoint=True in the config')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    meta = cache_features(
+    with trusted_checkpoints(
+            args.trust_checkpoint or cfg.get(TRUST_KEY, False)):
+        meta = _cache_features_from_args(cfg, args)
+    print(f'cached {meta["passes"]} pass(es) x {meta["num_samples"]} '
+          f'samples ({meta["feat_dim"]}-d features, {meta["num_classes"]} '
+          f'classes, {meta["dtype"]}) in {args.out} in '
+          f'{meta["seconds"]:.1f} s, backbone and neck ' +
+          ('compiled'
+           if meta['compiled'] else f'eager ({meta["compile_fallback"]})'))
+    return meta
+
+
+def _cache_features_from_args(cfg, args) -> dict:
+    return cache_features(
         cfg,
         args.out,
         checkpoint=args.checkpoint,
@@ -548,13 +569,6 @@ def main(argv=None) -> dict:
         overwrite=args.overwrite,
         log_every=50,
         compile=not args.no_compile)
-    print(f'cached {meta["passes"]} pass(es) x {meta["num_samples"]} '
-          f'samples ({meta["feat_dim"]}-d features, {meta["num_classes"]} '
-          f'classes, {meta["dtype"]}) in {args.out} in '
-          f'{meta["seconds"]:.1f} s, backbone and neck ' +
-          ('compiled'
-           if meta['compiled'] else f'eager ({meta["compile_fallback"]})'))
-    return meta
 
 
 if __name__ == '__main__':

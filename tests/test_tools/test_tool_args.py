@@ -47,3 +47,33 @@ def test_cfg_options_without_equals_is_a_usage_error(tmp_path, load_tool, tool,
             '(e.g. --cfg-options train_cfg.max_epochs=1)') in err
     args = load_tool(tool).parse_args(argv + ['--cfg-options', 'a=2'])
     assert args.cfg_options == dict(a=2)
+
+
+# The other tools that read a config: the same two errors.
+OTHER_TOOLS = {
+    'cache_features': ['--out', 'cache'],
+    'analysis_tools/class_freq_cls': ['--out', 'f.json', '--config'],
+    'analysis_tools/seg_pixel_freq': ['f.json'],
+}
+
+
+@pytest.mark.parametrize('tool', sorted(OTHER_TOOLS))
+def test_other_tools_name_cfg_options_and_syntax_errors(
+        tmp_path, load_tool, tool, capsys):
+    bad = tmp_path / 'bad.py'
+    bad.write_text(BAD)
+    extra = OTHER_TOOLS[tool]
+    if tool.endswith('class_freq_cls'):
+        argv = extra + [str(bad)]
+    else:
+        argv = [str(bad)] + extra
+    module = load_tool(tool)
+    with pytest.raises(SystemExit) as info:
+        module.parse_args(argv + ['--cfg-options', 'max_epochs'])
+    assert info.value.code == 2
+    assert "error: --cfg-options 'max_epochs': expected KEY=VALUE" in (
+        capsys.readouterr().err)
+    with pytest.raises(SystemExit) as info:
+        module.main(argv)
+    message = str(info.value)
+    assert message.startswith(f'syntax error in config {bad}, line 2: ')

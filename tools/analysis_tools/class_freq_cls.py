@@ -21,7 +21,6 @@ import argparse
 import os.path as osp
 
 import numpy as np
-from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from mmengine.utils import import_modules_from_strings
 
@@ -29,9 +28,10 @@ from mmdisalign.cls.datasets import (check_no_empty_class,
                                      dataset_class_counts, read_list_file)
 from mmdisalign.cls.datasets.list_file import count_labels
 from mmdisalign.utils.class_freq import save_class_freq
+from mmdisalign.utils.config import CfgOptionsAction, load_config
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Per-class training image counts -> class-frequency '
         'JSON')
@@ -60,9 +60,9 @@ def parse_args():
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, "key=value"')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def counts_from_list(ann_file, num_classes, classes_file):
@@ -83,7 +83,7 @@ def counts_from_list(ann_file, num_classes, classes_file):
 
 
 def counts_from_config(config, split, num_classes, cfg_options):
-    cfg = Config.fromfile(config)
+    cfg = load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if cfg.get('custom_imports'):
@@ -96,8 +96,8 @@ def counts_from_config(config, split, num_classes, cfg_options):
     return counts, classes, f'{osp.abspath(config)}:{key}'
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     if args.ann_file:
         counts, classes, source = counts_from_list(args.ann_file,
                                                    args.num_classes,

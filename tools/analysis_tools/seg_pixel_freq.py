@@ -19,8 +19,10 @@ import os.path as osp
 import sys
 from typing import Any, List, Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import init_default_scope
+
+from mmdisalign.utils.config import CfgOptionsAction, load_config
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -47,7 +49,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, e.g. '
         'train_dataloader.dataset.data_root=/data/ade')
     return parser.parse_args(argv)
@@ -96,7 +98,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     from mmdisalign.seg import (check_classes_present, count_class_pixels,
                                 save_pixel_freq)
 
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     dataset = build_dataset(cfg, args.split)
