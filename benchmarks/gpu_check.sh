@@ -92,6 +92,8 @@ want() { [[ ,$PARTS, == *,$1,* ]]; }
 BUDGET=${GPU_CHECK_BUDGET:-470}
 WORK=${GPU_CHECK_WORK:-/tmp/gpu_check}
 PY=${PYTHON:-python3}
+# an absolute path: the end-to-end parts run in $WORK/run
+if [[ $PY == */* ]]; then PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY"); fi
 OUT=${OUT:-$REPO/work_dirs/gpu_check_out}
 FILES=$REPO/.gpu
 TOOLS=("$PY" "$REPO/benchmarks/gpu_check_tools.py")
