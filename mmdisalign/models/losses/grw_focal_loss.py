@@ -4,24 +4,18 @@ ATSS). See docs/grw_loss.md."""
 import math
 from typing import Optional, Union
 
-import numpy as np
-import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 from torch import Tensor
 
 from mmdisalign.utils.class_freq import ClassFreqType
-from .grw_loss import _safe_divide, load_grw_weights
+from .grw_loss import _REDUCTIONS, GRWLossBase, _safe_divide
 
 __all__ = ['GRWFocalLoss']
 
-_REDUCTIONS = ('none', 'mean', 'sum')
-_AVG_MODES = ('weighted', 'avg_factor')
-
 
 @MODELS.register_module()
-class GRWFocalLoss(nn.Module):
+class GRWFocalLoss(GRWLossBase):
     """Sigmoid focal loss with generalized re-weighting (GRW) of the classes.
 
     For an anchor (or location) ``i`` with label ``y_i`` (``K`` means
@@ -65,6 +59,7 @@ class GRWFocalLoss(nn.Module):
     custom_cls_channels = False
     custom_activation = False
     custom_accuracy = False
+    avg_modes = ('weighted', 'avg_factor')
 
     def __init__(self,
                  class_freq: ClassFreqType,
@@ -83,44 +78,15 @@ class GRWFocalLoss(nn.Module):
                 'GRWFocalLoss is the sigmoid GRW loss (K columns, no '
                 'background column) and needs use_sigmoid=True; a softmax '
                 'head (num_classes + 1 columns) takes GRWCrossEntropyLoss')
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f'reduction must be one of {_REDUCTIONS}, got '
-                             f'{reduction!r}')
-        if avg_mode not in _AVG_MODES:
-            raise ValueError(f'avg_mode must be one of {_AVG_MODES}, got '
-                             f'{avg_mode!r}')
-        for name, value in (('gamma', gamma), ('loss_weight', loss_weight)):
-            if not math.isfinite(value):
-                raise ValueError(f'{name} must be a finite number, got '
-                                 f'{value!r}')
+        if not math.isfinite(gamma):
+            raise ValueError(f'gamma must be a finite number, got {gamma!r}')
         if not 0 <= alpha <= 1:
             raise ValueError(f'alpha must be in [0, 1], got {alpha!r}')
-        if not (math.isfinite(background_weight) and background_weight >= 0):
-            raise ValueError(f'background_weight must be a finite number '
-                             f'>= 0, got {background_weight!r}')
-        freqs, weights, self.source = load_grw_weights(class_freq, rho,
-                                                       num_classes,
-                                                       type(self).__name__)
-        weights = np.append(weights, float(background_weight))
-        self.num_classes = len(freqs)
-        self.rho = float(rho)
+        # K class weights + the background one (the label of negatives).
+        self._init_grw(class_freq, rho, num_classes, reduction, avg_mode,
+                       loss_weight, background_weight, True)
         self.gamma = float(gamma)
         self.alpha = float(alpha)
-        self.background_weight = float(background_weight)
-        self.reduction = reduction
-        self.avg_mode = avg_mode
-        self.loss_weight = float(loss_weight)
-        # K class weights + the background one; not saved in checkpoints.
-        self.register_buffer(
-            'class_weight',
-            torch.tensor(weights, dtype=torch.float32),
-            persistent=False)
-
-    @property
-    def class_freq_file(self) -> Optional[str]:
-        """The class-frequency file read (ClassFreqCheckHook checks its
-        class order), or None for a list."""
-        return self.source
 
     def extra_repr(self) -> str:
         text = (f'num_classes={self.num_classes}, rho={self.rho}, '

@@ -17,10 +17,9 @@ from mmdisalign.utils.class_freq import (ClassFreqType, grw_weights,
 from mmdisalign.utils.misc import class_name
 from ..precision import fp32_region, to_fp32
 
-__all__ = ['GRWCrossEntropyLoss', 'load_grw_weights']
+__all__ = ['GRWLossBase', 'GRWCrossEntropyLoss', 'load_grw_weights']
 
 _REDUCTIONS = ('none', 'mean', 'sum')
-_AVG_MODES = ('weighted', 'pixel', 'valid')
 
 
 def _safe_divide(numerator: Tensor, denominator: Union[Tensor, float,
@@ -77,8 +76,57 @@ def load_grw_weights(
     return freqs, weights, source
 
 
+class GRWLossBase(nn.Module):
+    """What the softmax and the sigmoid GRW losses share: the checks of the
+    common arguments, the class weights (a non-persistent ``class_weight``
+    buffer: ``K`` GRW weights, then the background weight where the loss
+    scores a background column) and the file they come from."""
+
+    #: The ``avg_mode`` values the loss accepts.
+    avg_modes: Tuple[str, ...] = ()
+
+    def _init_grw(self, class_freq: ClassFreqType, rho: float,
+                  num_classes: Optional[int], reduction: str, avg_mode: str,
+                  loss_weight: float, background_weight: float,
+                  with_background: bool) -> None:
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f'reduction must be one of {_REDUCTIONS}, got '
+                             f'{reduction!r}')
+        if avg_mode not in self.avg_modes:
+            raise ValueError(f'avg_mode must be one of {self.avg_modes}, got '
+                             f'{avg_mode!r}')
+        if not math.isfinite(loss_weight):
+            raise ValueError(
+                f'loss_weight must be a finite number, got {loss_weight!r}')
+        if not (math.isfinite(background_weight) and background_weight >= 0):
+            raise ValueError(f'background_weight must be a finite number '
+                             f'>= 0, got {background_weight!r}')
+        freqs, weights, self.source = load_grw_weights(class_freq, rho,
+                                                       num_classes,
+                                                       type(self).__name__)
+        if with_background:
+            weights = np.append(weights, float(background_weight))
+        self.num_classes = len(freqs)
+        self.rho = float(rho)
+        self.reduction = reduction
+        self.avg_mode = avg_mode
+        self.loss_weight = float(loss_weight)
+        self.background_weight = float(background_weight)
+        # Derived from the config, not saved: stage-1 checkpoints lack it.
+        self.register_buffer(
+            'class_weight',
+            torch.tensor(weights, dtype=torch.float32),
+            persistent=False)
+
+    @property
+    def class_freq_file(self) -> Optional[str]:
+        """The class-frequency file read (ClassFreqCheckHook checks its
+        class order), or None for a list."""
+        return self.source
+
+
 @MODELS.register_module()
-class GRWCrossEntropyLoss(nn.Module):
+class GRWCrossEntropyLoss(GRWLossBase):
     """Cross-entropy with generalized re-weighting (GRW) of the classes.
 
     Class ``c`` gets the fixed weight :func:`~mmdisalign.utils.grw_weights`
@@ -117,6 +165,7 @@ class GRWCrossEntropyLoss(nn.Module):
     custom_cls_channels = False
     custom_activation = False
     custom_accuracy = False
+    avg_modes = ('weighted', 'pixel', 'valid')
 
     def __init__(self,
                  class_freq: ClassFreqType,
@@ -130,48 +179,15 @@ class GRWCrossEntropyLoss(nn.Module):
                  background_weight: float = 1.0,
                  loss_name: str = 'loss_grw') -> None:
         super().__init__()
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f'reduction must be one of {_REDUCTIONS}, got '
-                             f'{reduction!r}')
-        if avg_mode not in _AVG_MODES:
-            raise ValueError(f'avg_mode must be one of {_AVG_MODES}, got '
-                             f'{avg_mode!r}')
-        if not math.isfinite(loss_weight):
-            raise ValueError(
-                f'loss_weight must be a finite number, got {loss_weight!r}')
-        if not (math.isfinite(background_weight) and background_weight >= 0):
-            raise ValueError(f'background_weight must be a finite number '
-                             f'>= 0, got {background_weight!r}')
         if not loss_name.startswith('loss_'):
             raise ValueError(f"loss_name must start with 'loss_' (mmseg "
                              f'only back-propagates such entries), got '
                              f'{loss_name!r}')
-
-        freqs, weights, self.source = load_grw_weights(class_freq, rho,
-                                                       num_classes,
-                                                       type(self).__name__)
-        if with_background:
-            weights = np.append(weights, float(background_weight))
-        self.num_classes = len(freqs)
-        self.rho = float(rho)
-        self.reduction = reduction
-        self.avg_mode = avg_mode
-        self.loss_weight = float(loss_weight)
+        self._init_grw(class_freq, rho, num_classes, reduction, avg_mode,
+                       loss_weight, background_weight, with_background)
         self.ignore_index = ignore_index
         self.with_background = with_background
-        self.background_weight = float(background_weight)
         self.loss_name = loss_name
-        # Derived from the config, not saved: stage-1 checkpoints lack it.
-        self.register_buffer(
-            'class_weight',
-            torch.tensor(weights, dtype=torch.float32),
-            persistent=False)
-
-    @property
-    def class_freq_file(self) -> Optional[str]:
-        """The class-frequency file read (ClassFreqCheckHook checks its
-        class order), or None for a list."""
-        return self.source
 
     def extra_repr(self) -> str:
         text = (f'num_classes={self.num_classes}, rho={self.rho}, '
