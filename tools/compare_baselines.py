@@ -29,6 +29,20 @@ Fashion-MNIST-LT; the thresholds come from ``--many-threshold`` /
 ``--few-threshold``, the data set's ``meta.json`` or the training counts,
 and are printed.
 
+``--tune`` (cls): every method's hyper-parameter is chosen on a
+validation split first, per seed, on that seed's stage 1
+(``tools/tune_calibration.py``: rho and the learning rate of DisAlign, the
+learning rate of cRT and LWS, tau of tau-norm and logit adjustment, each
+the best validation overall top-1 of its sweep on cached stage-1
+features); every method is then trained / tested with its chosen values
+and reported in a second table beside the untuned one (same stage 1s,
+same test set), with the chosen values and the tuning time per seed. The
+data set needs a validation list (``--val-list``) held out from the
+training and test lists: the default ``data/fashion_mnist_lt_val`` is
+Fashion-MNIST-LT built with ``--val-per-class`` (200) validation images
+per class, taken out of the training pool, so its stage 1 differs from the
+untuned default's.
+
 ``--task seg`` (FCN, Fashion-MNIST scenes; mIoU and head / body / tail
 mIoU) and ``--task det`` (Mask R-CNN, Fashion-MNIST scenes in LVIS layout;
 box AP and AP_r / AP_c / AP_f): per seed the toy stage 1 once, then
@@ -46,6 +60,7 @@ Usage::
     .venv/bin/python tools/compare_baselines.py            # seeds 0, 1, 2
     .venv/bin/python tools/compare_baselines.py --seeds 0 --methods \\
         stage1,tau-norm,disalign
+    .venv/bin/python tools/compare_baselines.py --tune     # + tuned table
     .venv/bin/python tools/compare_baselines.py --task seg --seeds 0,1,2
     .venv/bin/python tools/compare_baselines.py --task det --seeds 0,1 \\
         --stage1-iters 1000 --stage2-iters 250
@@ -56,6 +71,7 @@ import os
 import os.path as osp
 import sys
 import time
+from typing import Tuple
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -68,6 +84,8 @@ from disalign_demo.experiments import (CACHED_STAGE2_CONFIG, CONFIG_DIR,
                                        run_stage, run_stage2_cached,
                                        stage_config, summarize_runs)
 from disalign_demo.scenes import TASKS, scene_stage_config
+from tune_calibration import (DEFAULT_LR, DEFAULT_RHO, DEFAULT_TAU,
+                              TuningError, check_values, tune)
 
 WHO = 'baselines'
 _S2 = 'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_{}.py'
@@ -88,6 +106,28 @@ METHODS = {
     (osp.join(CONFIG_DIR,
               _S2.format('disalign')), 'cached', 'DisAlign, cached features'),
 }
+
+#: ``--tune``: method -> ((sweep of tools/tune_calibration.py, the config
+#: key its chosen value sets), ...).
+TUNED = {
+    'tau-norm': (('tau-norm', 'model.head.calibration.tau'), ),
+    'logit-adjust': (('logit-adjust', 'model.head.calibration.tau'), ),
+    'crt': (('crt-lr', 'optim_wrapper.optimizer.lr'), ),
+    'lws': (('lws-lr', 'optim_wrapper.optimizer.lr'), ),
+    'disalign':
+    (('rho', 'model.head.loss.rho'), ('lr', 'optim_wrapper.optimizer.lr')),
+}
+#: Table names of the tuned methods.
+TUNED_NAMES = {
+    'tau-norm': 'tau-norm (tau tuned)',
+    'logit-adjust': 'logit adjustment (tau tuned)',
+    'crt': 'cRT (lr tuned)',
+    'lws': 'LWS (lr tuned)',
+    'disalign': 'DisAlign (rho, lr tuned)',
+}
+#: ``--tune``: validation images per class of the Fashion-MNIST-LT build
+#: (full, ``--quick``).
+VAL_PER_CLASS = (200, 6)
 
 #: Training iterations of ``--quick`` (seg / det): stage 1, stage 2.
 QUICK_ITERS = (20, 5)
@@ -141,6 +181,31 @@ def parse_args(argv=None):
         default=None,
         help='seg / det: tau of tau-norm and logit adjustment instead of '
         'the config\'s 1 (0: the stage-1 model)')
+    parser.add_argument(
+        '--tune',
+        action='store_true',
+        help='cls: choose every method\'s hyper-parameter on the validation '
+        'list first (tools/tune_calibration.py, per seed) and report the '
+        'tuned methods in a second table beside the untuned one')
+    parser.add_argument(
+        '--val-list',
+        default='fashion_mnist_lt_val.txt',
+        help='--tune: the validation list under --data-root, held out from '
+        'the training and test lists (default: %(default)s)')
+    parser.add_argument(
+        '--val-per-class',
+        type=int,
+        default=None,
+        help='--tune: validation images per class when Fashion-MNIST-LT is '
+        f'built (default: {VAL_PER_CLASS[0]}, {VAL_PER_CLASS[1]} with '
+        '--quick)')
+    for name, default in (('rho', DEFAULT_RHO), ('lr', DEFAULT_LR),
+                          ('tau', DEFAULT_TAU)):
+        parser.add_argument(
+            f'--{name}-values',
+            default=None,
+            help=f'--tune: comma-separated {name} values to sweep (default: '
+            f'{",".join(f"{v:g}" for v in default)})')
     args = parser.parse_args(argv)
     methods = methods_of(args.task)
     args.seeds = [int(s) for s in args.seeds.split(',') if s.strip()]
@@ -165,7 +230,11 @@ def parse_args(argv=None):
         if given:
             parser.error(f'{", ".join(given)} only apply to --task seg / '
                          'det (cls trains by epochs, its post-hoc configs '
-                         'set tau)')
+                         'set tau; --tune chooses tau on validation)')
+    elif args.tune:
+        parser.error('--tune applies to --task cls (tools/tune_calibration.py '
+                     'tunes classifiers on cached features)')
+    _tuning_args(parser, args)
     for key in ('stage1_iters', 'stage2_iters'):
         if getattr(args, key) is not None and getattr(args, key) < 1:
             parser.error(f'--{key.replace("_", "-")} must be >= 1, got '
@@ -175,8 +244,45 @@ def parse_args(argv=None):
     if args.work_dir is None:
         args.work_dir = osp.join(
             REPO, 'work_dirs',
-            'baselines' if args.task == 'cls' else f'compare_{args.task}')
+            ('baselines_tuned' if args.tune else 'baselines')
+            if args.task == 'cls' else f'compare_{args.task}')
     return args
+
+
+def _tuning_args(parser, args) -> None:
+    """Check the ``--tune`` options; set ``args.sweeps`` (or None)."""
+    values = {k: getattr(args, f'{k}_values') for k in ('rho', 'lr', 'tau')}
+    if not args.tune:
+        given = [f'--{k}-values' for k, v in values.items() if v is not None]
+        if args.val_per_class is not None:
+            given.append('--val-per-class')
+        if given:
+            parser.error(f'{", ".join(given)} only apply with --tune')
+        args.sweeps = None
+        return
+    if args.val_per_class is None:
+        args.val_per_class = VAL_PER_CLASS[args.quick]
+    if args.val_per_class < 1:
+        parser.error(f'--val-per-class must be >= 1, got {args.val_per_class}')
+    defaults = dict(rho=DEFAULT_RHO, lr=DEFAULT_LR, tau=DEFAULT_TAU)
+    try:
+        values = {
+            k:
+            check_values(
+                k, defaults[k] if v is None else
+                [float(x) for x in v.split(',') if x.strip()])
+            for k, v in values.items()
+        }
+    except (TuningError, ValueError) as e:
+        parser.error(f'--tune: {e}')
+    param = {'rho': 'rho', 'tau-norm': 'tau', 'logit-adjust': 'tau'}
+    args.sweeps = {
+        sweep: values[param.get(sweep, 'lr')]
+        for m in args.methods if m in TUNED for sweep, _ in TUNED[m]
+    }
+    if not args.sweeps:
+        parser.error(f'--tune: none of the methods {args.methods} has a '
+                     f'hyper-parameter to tune (those that do: {list(TUNED)})')
 
 
 class Comparison:
@@ -254,8 +360,19 @@ class Comparison:
             return {k: float(v) for k, v in raw.items()}
         return self.task.metrics(raw, self.classes)
 
-    def done(self, path: str, how: str):
-        """The result record at ``path`` if that run is finished."""
+    def tuning_settings(self) -> dict:
+        """What the tuning of a seed (``--tune``) depends on besides the
+        stage 1 and the setup."""
+        return dict(
+            quick=self.args.quick,
+            val_list=self.args.val_list,
+            sweeps=self.args.sweeps)
+
+    def done(self, path: str, how: str, settings=None):
+        """The result record at ``path`` if that run is finished.
+
+        ``settings``: those of a tuned run (default: :meth:`settings`).
+        """
         if not osp.isfile(path):
             return None
         with open(path) as f:
@@ -270,7 +387,8 @@ class Comparison:
             raise ValueError(
                 f'{path} is the result of another run setup ({diff}); use '
                 'another --work-dir (nothing was overwritten)')
-        settings = self.settings(how)
+        if settings is None:
+            settings = self.settings(how)
         if found.get('settings', settings) != settings:
             raise ValueError(
                 f'{path} was run with {found["settings"]}, not with '
@@ -278,50 +396,87 @@ class Comparison:
                 f'delete {osp.dirname(path)} to run it again')
         return found
 
-    def save(self, result_file: str, method: str, seed: int, config: str,
-             ckpt: str, metrics: dict, t0: float) -> dict:
+    def save(self,
+             result_file: str,
+             method: str,
+             seed: int,
+             config: str,
+             ckpt: str,
+             metrics: dict,
+             t0: float,
+             settings=None) -> dict:
         """Write (and return) the result record of one run."""
-        how = self.methods[method][1]
+        if settings is None:
+            settings = self.settings(self.methods[method][1])
         result = dict(
             method=method,
             seed=seed,
             config=osp.relpath(config, REPO),
             checkpoint=ckpt,
             metrics=self.metrics(metrics),
-            settings=self.settings(how),
+            settings=settings,
             setup=self.setup,
             seconds=round(time.time() - t0, 1))
-        os.makedirs(osp.dirname(result_file), exist_ok=True)
-        with open(result_file, 'w') as f:
-            json.dump(result, f, indent=1)
-        return result
+        return _write_json(result_file, result)
 
 
-def run_method(cmp: Comparison, method: str, seed: int, seed_dir: str,
-               stage1: dict) -> dict:
-    """Metrics of one method on one seed (reused when already done)."""
-    args = cmp.args
-    config, how, _ = cmp.methods[method]
-    work_dir = osp.join(seed_dir, method)
-    result_file = osp.join(work_dir, 'result.json')
-    found = cmp.done(result_file, how)
-    if found is not None:
-        log(f'seed {seed} {method}: reusing {result_file}', WHO)
-        return found
-    stage1_ckpt = stage1['checkpoint']
-    if not osp.isfile(stage1_ckpt):
+def _write_json(path: str, record: dict) -> dict:
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(record, f, indent=1)
+    return record
+
+
+def _stage1_checkpoint(stage1: dict, seed: int, seed_dir: str,
+                       what: str) -> str:
+    """The stage-1 checkpoint of a seed; a clear error when it is gone."""
+    ckpt = stage1['checkpoint']
+    if not osp.isfile(ckpt):
         raise FileNotFoundError(
-            f'seed {seed} {method}: the stage-1 checkpoint {stage1_ckpt} '
+            f'seed {seed} {what}: the stage-1 checkpoint {ckpt} '
             f'(named by {osp.join(seed_dir, "stage1", "result.json")}) is '
             f'missing: restore it, or delete {osp.join(seed_dir, "stage1")}'
             ' to train stage 1 again')
+    return ckpt
+
+
+def run_method(cmp: Comparison,
+               method: str,
+               seed: int,
+               seed_dir: str,
+               stage1: dict,
+               tuning=None) -> dict:
+    """Metrics of one method on one seed (reused when already done).
+
+    ``tuning``: the seed's tuning record (:func:`run_tuning`): the method
+    runs with its chosen values, in ``<seed dir>/tuned/<method>``.
+    """
+    args = cmp.args
+    config, how, _ = cmp.methods[method]
+    settings = values = None
+    name = f'seed {seed} {method}'
+    work_dir = osp.join(seed_dir, method)
+    if tuning is not None:
+        values = {key: tuning['chosen'][sweep] for sweep, key in TUNED[method]}
+        settings = dict(cmp.tuning_settings(), values=values)
+        name += ' (tuned: ' + ', '.join(f'{k.split(".")[-1]} {v:g}'
+                                        for k, v in values.items()) + ')'
+        work_dir = osp.join(seed_dir, 'tuned', method)
+    result_file = osp.join(work_dir, 'result.json')
+    found = cmp.done(result_file, how, settings)
+    if found is not None:
+        log(f'{name}: reusing {result_file}', WHO)
+        return found
+    stage1_ckpt = _stage1_checkpoint(stage1, seed, seed_dir, method)
     cfg = cmp.config(config, work_dir, seed, how, load_from=stage1_ckpt)
+    if values is not None:
+        cfg.merge_from_dict(values)
     t0 = time.time()
     if how == 'test':
-        metrics, ckpt = evaluate_stage(f'seed {seed} {method}', cfg,
-                                       stage1_ckpt, WHO), stage1_ckpt
+        metrics, ckpt = evaluate_stage(name, cfg, stage1_ckpt,
+                                       WHO), stage1_ckpt
     elif how == 'train':
-        metrics, ckpt, _ = run_stage(f'seed {seed} {method}', cfg, WHO)
+        metrics, ckpt, _ = run_stage(name, cfg, WHO)
     else:
         cached_cfg = stage_config(
             CACHED_STAGE2_CONFIG,
@@ -332,17 +487,74 @@ def run_method(cmp: Comparison, method: str, seed: int, seed_dir: str,
             load_from=stage1_ckpt,
             **cmp.stage_options)
         metrics, ckpt, _ = run_stage2_cached(
-            f'seed {seed} {method}',
-            cfg,
-            cached_cfg,
-            passes=1,
-            augment=True,
-            who=WHO)
-    return cmp.save(result_file, method, seed, config, ckpt, metrics, t0)
+            name, cfg, cached_cfg, passes=1, augment=True, who=WHO)
+    return cmp.save(result_file, method, seed, config, ckpt, metrics, t0,
+                    settings)
 
 
-def run_seed(cmp: Comparison, seed: int) -> dict:
-    """Stage 1 and every method for one seed."""
+def run_tuning(cmp: Comparison, seed: int, seed_dir: str,
+               stage1: dict) -> dict:
+    """``--tune``: choose the values of every method on validation, on the
+    seed's stage 1 (reused when already done)."""
+    tune_dir = osp.join(seed_dir, 'tune')
+    record_file = osp.join(tune_dir, 'tuning.json')
+    settings = cmp.tuning_settings()
+    found = cmp.done(record_file, 'tune', settings)
+    if found is not None:
+        log(f'seed {seed} tuning: reusing {record_file}', WHO)
+        return found
+    ckpt = _stage1_checkpoint(stage1, seed, seed_dir, 'tuning')
+    sweeps = cmp.args.sweeps
+
+    def config(method):
+        config, how, _ = METHODS[method]
+        return cmp.config(
+            config, osp.join(tune_dir, 'runs'), seed, how, load_from=ckpt)
+
+    # the DisAlign config carries every sweep but the baselines' lr (its
+    # head has the calibration, its loss the class counts)
+    baselines = {m: config(m) for m in ('crt', 'lws') if f'{m}-lr' in sweeps}
+    log(
+        f'seed {seed} tuning on {cmp.args.val_list}: ' +
+        '; '.join(f'{k} {",".join(f"{v:g}" for v in vs)}'
+                  for k, vs in sweeps.items()), WHO)
+    try:
+        out = tune(
+            config('disalign'),
+            ckpt,
+            tune_dir,
+            sweeps,
+            val_ann_file=cmp.args.val_list,
+            baselines=baselines)
+    except TuningError as e:
+        raise SystemExit(f'compare_baselines.py: error: {e}') from None
+    log(
+        f'seed {seed} tuning: chosen {out["chosen"]} in {out["seconds"]:.0f}'
+        f' s (feature extraction {out["extraction_seconds"]:.0f} s)', WHO)
+    return _write_json(
+        record_file,
+        dict(
+            seed=seed,
+            checkpoint=ckpt,
+            chosen=out['chosen'],
+            sweeps=out['sweeps'],
+            validation=out['validation'],
+            val_samples=out['val_samples'],
+            plot=out['plot'],
+            extraction_seconds=out['extraction_seconds'],
+            seconds=out['seconds'],
+            settings=settings,
+            setup=cmp.setup))
+
+
+def run_seed(cmp: Comparison, seed: int) -> Tuple[dict, dict, dict]:
+    """Stage 1 and every method for one seed.
+
+    Returns:
+        tuple: ``(results, tuned, tuning)``: the result record of every
+        method; with ``--tune``, those of the tuned methods and the tuning
+        record (else empty dicts).
+    """
     seed_dir = osp.join(cmp.args.work_dir, f'seed{seed}')
     stage1_dir = osp.join(seed_dir, 'stage1')
     result_file = osp.join(stage1_dir, 'result.json')
@@ -362,7 +574,14 @@ def run_seed(cmp: Comparison, seed: int) -> dict:
             results[method] = stage1
         else:
             results[method] = run_method(cmp, method, seed, seed_dir, stage1)
-    return results
+    if not cmp.args.tune:
+        return results, {}, {}
+    tuning = run_tuning(cmp, seed, seed_dir, stage1)
+    tuned = {
+        m: run_method(cmp, m, seed, seed_dir, stage1, tuning)
+        for m in cmp.args.methods if m in TUNED
+    }
+    return results, tuned, tuning
 
 
 def main(argv=None) -> dict:
@@ -373,8 +592,9 @@ def main(argv=None) -> dict:
     args.work_dir = osp.abspath(args.work_dir)
     task = None if args.task == 'cls' else TASKS[args.task]
     default_data = (
-        task.default_data
-        if task else osp.join(REPO, 'data', 'fashion_mnist_lt'))
+        task.default_data if task else osp.join(
+            REPO, 'data',
+            'fashion_mnist_lt_val' if args.tune else 'fashion_mnist_lt'))
     data_root = osp.abspath(
         args.data_root
         or (osp.join(args.work_dir, 'data') if args.quick else default_data))
@@ -390,7 +610,12 @@ def main(argv=None) -> dict:
     many_thr = few_thr = None
     if task is None:
         data = build_data(
-            data_root, args.quick, WHO, layout=exp.data_layout(args))
+            data_root,
+            args.quick,
+            WHO,
+            layout=exp.data_layout(args),
+            **(dict(val_per_class=args.val_per_class, val_list=args.val_list)
+               if args.tune else {}))
         many_thr, few_thr = exp.data_thresholds(data, args.many_threshold,
                                                 args.few_threshold, WHO)
         setup = dict(
@@ -423,36 +648,14 @@ def main(argv=None) -> dict:
         caption = (f'{task.title}, mean ± std over seeds {args.seeds} '
                    '(each seed: its own stage 1, then every method on it)'
                    f'{_schedules(args)}:')
-    per_seed = {}
+    per_seed, tuned, tuning = {}, {}, {}
     for seed in args.seeds:
-        per_seed[seed] = run_seed(cmp, seed)
-    runs = {
-        m: [per_seed[s][m]['metrics'] for s in args.seeds]
-        for m in args.methods
-    }
+        per_seed[seed], tuned[seed], tuning[seed] = run_seed(cmp, seed)
+    keys = keys or {k: f'lt/{k}' for k in METRIC_KEYS}
     names = {m: methods_of(args.task)[m][2] for m in args.methods}
-    table = format_mean_table([(names[m], runs[m]) for m in args.methods],
-                              columns)
-    summary = summarize_runs(runs, keys)
-    lines = [caption, '', table, '']
-    (first, first_name), (last, last_name) = columns[0], columns[-1]
-    lines.append(f'Per seed ({first_name} / {last_name}):')
-    for m in args.methods:
-        lines.append(f'- {names[m]}: ' + '; '.join(
-            f'seed {s} {per_seed[s][m]["metrics"][first]:.2f} / '
-            f'{per_seed[s][m]["metrics"][last]:.2f}' for s in args.seeds))
-    if 'disalign' in runs and 'stage1' in runs:
-        diffs = []
-        for name, key in (keys or {k: f'lt/{k}' for k in METRIC_KEYS}).items():
-            d = [
-                a[key] - b[key]
-                for a, b in zip(runs['disalign'], runs['stage1'])
-            ]
-            mean, std = mean_std(d)
-            diffs.append(f'{name} {mean:+.2f} ± {std:.2f}')
-        lines.append('')
-        lines.append('DisAlign - stage 1 (paired by seed): ' +
-                     ', '.join(diffs))
+    lines, summary = report(args.methods, names, per_seed, args.seeds, columns,
+                            keys, [('disalign', 'stage1')])
+    lines = [caption, ''] + lines
     results = dict(
         task=args.task,
         seeds=args.seeds,
@@ -464,6 +667,15 @@ def main(argv=None) -> dict:
         summary=summary,
         per_seed={str(s): per_seed[s]
                   for s in args.seeds})
+    if args.tune:
+        tuned_lines, tuned_results = tuned_report(args, per_seed, tuned,
+                                                  tuning, columns, keys, data)
+        lines += [''] + tuned_lines
+        results['tuned'] = tuned_results
+    runs = {
+        m: [per_seed[s][m]['metrics'] for s in args.seeds]
+        for m in args.methods
+    }
     if task is not None:
         per_class = {
             m:
@@ -491,6 +703,110 @@ def main(argv=None) -> dict:
         json.dump(results, f, indent=1)
     log(f'done in {results["seconds"]:.0f} s; results in {args.work_dir}', WHO)
     return results
+
+
+def report(methods, names: dict, records: dict, seeds, columns, keys: dict,
+           pairs) -> Tuple[list, dict]:
+    """The mean ± std table, per-seed values and paired differences.
+
+    Args:
+        methods (list[str]): The rows, in order.
+        names (dict): ``method -> table name``.
+        records (dict): ``seed -> method -> result record``.
+        seeds (list[int]): The seeds.
+        columns (list[tuple]): ``(metric key, column name)`` of the table.
+        keys (dict): ``column name -> metric key`` of the differences.
+        pairs (list[tuple]): ``(a, b)`` methods whose paired difference
+            ``a - b`` is reported (when both are rows).
+
+    Returns:
+        tuple: The text lines and :func:`summarize_runs` of the rows.
+    """
+    runs = {m: [records[s][m]['metrics'] for s in seeds] for m in methods}
+    lines = [
+        format_mean_table([(names[m], runs[m]) for m in methods], columns), ''
+    ]
+    (first, first_name), (last, last_name) = columns[0], columns[-1]
+    lines.append(f'Per seed ({first_name} / {last_name}):')
+    for m in methods:
+        lines.append(f'- {names[m]}: ' + '; '.join(
+            f'seed {s} {records[s][m]["metrics"][first]:.2f} / '
+            f'{records[s][m]["metrics"][last]:.2f}' for s in seeds))
+    diff_lines = []
+    for a, b in pairs:
+        if not all(a in records[s] and b in records[s] for s in seeds):
+            continue
+        diffs = []
+        for name, key in keys.items():
+            mean, std = mean_std([
+                records[s][a]['metrics'][key] - records[s][b]['metrics'][key]
+                for s in seeds
+            ])
+            diffs.append(f'{name} {mean:+.2f} ± {std:.2f}')
+        diff_lines.append(f'{names[a]} - {names[b]} (paired by seed): ' +
+                          ', '.join(diffs))
+    if diff_lines:
+        lines += [''] + diff_lines
+    return lines, summarize_runs(runs, keys)
+
+
+def tuned_report(args, per_seed: dict, tuned: dict, tuning: dict, columns,
+                 keys: dict, data: dict) -> Tuple[list, dict]:
+    """``--tune``: the tuned table (stage 1 and the tuned methods), the
+    values chosen per seed and the tuning time."""
+    methods = [m for m in args.methods if m in TUNED]
+    rows = (['stage1'] if 'stage1' in args.methods else
+            []) + [f'{m}:tuned' for m in methods]
+    names = dict({f'{m}:tuned': TUNED_NAMES[m]
+                  for m in methods},
+                 stage1=METHODS['stage1'][2])
+    for m in args.methods:
+        names.setdefault(m, METHODS[m][2])
+    records = {
+        s: dict(per_seed[s], **{f'{m}:tuned': tuned[s][m]
+                                for m in methods})
+        for s in args.seeds
+    }
+    val_samples = tuning[args.seeds[0]]['val_samples']
+    lines = [
+        f'Tuned: every method\'s hyper-parameter chosen per seed on the '
+        f'validation list {args.val_list} ({val_samples} images, none in the '
+        'training or test list) by tools/tune_calibration.py (best '
+        'validation overall top-1 of each sweep, on cached clean features of '
+        'that seed\'s stage 1), then trained / tested as in the table above; '
+        f'test set, top-1 (%), mean ± std over seeds {args.seeds}:', ''
+    ]
+    pairs = [('disalign:tuned', 'stage1'), ('disalign:tuned', 'disalign')]
+    pairs += [('disalign:tuned', f'{m}:tuned') for m in methods
+              if m != 'disalign']
+    table, summary = report(rows, names, records, args.seeds, columns, keys,
+                            pairs)
+    lines += table + [
+        '', 'Sweeps: ' + '; '.join(f'{k} {",".join(f"{v:g}" for v in vs)}'
+                                   for k, vs in args.sweeps.items())
+    ]
+    lines.append('Chosen on validation (per seed):')
+    for s in args.seeds:
+        lines.append(
+            f'- seed {s}: ' +
+            ', '.join(f'{k} {v:g}' for k, v in tuning[s]['chosen'].items()) +
+            f' (tuning {tuning[s]["seconds"]:.0f} s, of which '
+            f'feature extraction {tuning[s]["extraction_seconds"]:.0f}'
+            ' s)')
+    seconds = [tuning[s]['seconds'] for s in args.seeds]
+    lines.append(f'Tuning time per seed: {mean_std(seconds)[0]:.0f} s on '
+                 'average (the trained methods then run as untuned)')
+    return lines, dict(
+        val_list=args.val_list,
+        val_samples=val_samples,
+        sweeps=args.sweeps,
+        summary=summary,
+        chosen={str(s): tuning[s]['chosen']
+                for s in args.seeds},
+        tuning_seconds={str(s): tuning[s]['seconds']
+                        for s in args.seeds},
+        per_seed={str(s): tuned[s]
+                  for s in args.seeds})
 
 
 def _schedules(args) -> str:

@@ -8,19 +8,26 @@ the validation split:
 - ``rho`` of DisAlign's GRW loss (``--rho``): every value trains stage 2 on
   the cached training features (the Runner, ``CachedFeatureClassifier``);
 - the stage-2 learning rate (``--lr``) of DisAlign, at the chosen rho;
+- the learning rate of the cRT and LWS baselines (``--crt-lr`` /
+  ``--lws-lr``, with their stage-2 configs ``--crt-config`` /
+  ``--lws-config``): trained on the same cached features, with their own
+  recipe (re-initialised classifier, class-balanced sampling, plain
+  cross-entropy);
 - ``tau`` of tau-normalisation (``--tau-norm``) and of post-hoc logit
   adjustment (``--logit-adjust``): nothing trained, the stage-1 head with
   that calibration applied to the cached validation features.
 
 (cRT and LWS of the shipped configs train with plain cross-entropy, not
-the GRW loss: they have no rho to tune.)
+the GRW loss: they have no rho to tune; their learning rate is their one
+stage-2 hyper-parameter.)
 
 Rule: the chosen value of a sweep is the one with the best validation
 overall top-1; ties go to the first value in the order given. The tool
 prints a table per sweep (value -> overall / many / medium / few), writes
 ``results.json``, ``tuning_curves.png`` (overall and few-shot accuracy
 against each swept value) and one config snippet per method
-(``tuned_disalign.py``, ``tuned_tau-norm.py``, ``tuned_logit-adjust.py``)
+(``tuned_disalign.py``, ``tuned_crt.py``, ``tuned_lws.py``,
+``tuned_tau-norm.py``, ``tuned_logit-adjust.py``)
 that the stage-2 / post-hoc config inherits (``_base_``) or the user
 copies.
 
@@ -44,7 +51,7 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 TOOLS = osp.dirname(osp.abspath(__file__))
 try:
@@ -52,6 +59,8 @@ try:
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(TOOLS))
     import mmdisalign  # noqa: F401
+from mmdisalign.utils.config import CfgOptionsAction, load_config  # noqa: E402
+
 if TOOLS not in sys.path:
     sys.path.append(TOOLS)
 from cache_features import build_frozen_model, cache_features  # noqa: E402
@@ -62,8 +71,13 @@ DEFAULT_TAU = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 DEFAULT_LR = (0.01, 0.03, 0.1, 0.3)
 #: (sweep, method, parameter) of the sweeps, in the order they run.
 SWEEPS = (('rho', 'disalign', 'rho'), ('lr', 'disalign', 'lr'),
+          ('crt-lr', 'crt', 'lr'), ('lws-lr', 'lws', 'lr'),
           ('tau-norm', 'tau-norm', 'tau'), ('logit-adjust', 'logit-adjust',
                                             'tau'))
+#: Methods trained on the cached features (the others are post hoc).
+TRAINED = ('disalign', 'crt', 'lws')
+#: Baselines tuned with their own stage-2 config: method -> option.
+BASELINES = {'crt': '--crt-config', 'lws': '--lws-config'}
 COLUMNS = (('top1', 'overall'), ('many', 'many'), ('medium', 'medium'),
            ('few', 'few'))
 
@@ -313,7 +327,7 @@ def _with_value(cfg: Config, sweep: str, value: float) -> Config:
     head = cfg.model.head
     if sweep == 'rho':
         head.loss.rho = value
-    elif sweep == 'lr':
+    elif sweep.endswith('lr'):
         cfg.optim_wrapper.optimizer.lr = value
     elif sweep == 'tau-norm':
         head.calibration = dict(type='TauNormCalibration', tau=value)
@@ -323,6 +337,29 @@ def _with_value(cfg: Config, sweep: str, value: float) -> Config:
             class_freq=head.loss.class_freq,
             tau=value)
     return cfg
+
+
+def check_baselines(cfg: Config, sweeps: Dict[str, List[float]],
+                    baselines: Dict[str, Config]) -> None:
+    """Refuse a baseline sweep without its config, or a baseline config
+    that trains on other data than the cached features."""
+    for sweep, method, _ in SWEEPS:
+        if method not in BASELINES or not sweeps.get(sweep):
+            continue
+        other = baselines.get(method)
+        if other is None:
+            raise TuningError(
+                f'the {sweep} sweep needs the {method} stage-2 config: give '
+                f'it with {BASELINES[method]} (e.g. configs/cls/'
+                'fashion_mnist_lt/resnet18-s3w16_1xb128-10e_fashion-mnist-lt'
+                f'_{method}.py, pointed at the same data)')
+        mine = _ann_path(cfg.train_dataloader.dataset)
+        theirs = _ann_path(other.train_dataloader.dataset)
+        if theirs != mine:
+            raise TuningError(
+                f'the {method} config trains on {theirs}, the features are '
+                f'cached from {mine} (the DisAlign config\'s training '
+                'split): point both configs at the same data')
 
 
 def check_config(cfg: Config, sweeps: Dict[str, List[float]]) -> None:
@@ -356,7 +393,8 @@ def choose(rows: Sequence[Tuple[float, dict]]) -> float:
 
 def format_table(sweep: str, rows, chosen: float) -> str:
     """Markdown table of one sweep; the chosen row is marked."""
-    name = dict(rho='rho', lr='lr').get(sweep, 'tau')
+    name = 'rho' if sweep == 'rho' else (
+        'lr' if sweep.endswith('lr') else 'tau')
     lines = [
         f'| {sweep}: {name} | ' + ' | '.join(h for _, h in COLUMNS) + ' |',
         '|---' * (len(COLUMNS) + 1) + '|'
@@ -383,6 +421,10 @@ def write_snippets(work_dir: str, chosen: Dict[str, float],
             text += (f'optim_wrapper = dict(optimizer=dict('
                      f'lr={chosen["lr"]!r}))\n')
         files['disalign'] = text
+    for method in BASELINES:
+        if f'{method}-lr' in chosen:
+            files[method] = head + (f'optim_wrapper = dict(optimizer=dict('
+                                    f'lr={chosen[method + "-lr"]!r}))\n')
     for sweep in ('tau-norm', 'logit-adjust'):
         if sweep in chosen:
             files[sweep] = head + (f'model = dict(head=dict(calibration=dict('
@@ -409,7 +451,7 @@ def plot_curves(path: str, results: Dict[str, dict]) -> None:
         for key, label in (('top1', 'overall'), ('few', 'few-shot')):
             ax.plot(xs, [r['metrics'][key] for r in rows], 'o-', label=label)
         ax.axvline(results[sweep]['chosen'], color='grey', ls=':')
-        if sweep == 'lr':
+        if sweep.endswith('lr'):
             ax.set_xscale('log')
         ax.set_xlabel(results[sweep]['parameter'])
         ax.set_ylabel('validation top-1 (%)')
@@ -421,7 +463,7 @@ def plot_curves(path: str, results: Dict[str, dict]) -> None:
 
 
 RULE = ('Chosen: the best validation overall top-1 of each sweep (ties: the '
-        'first value given); lr at the chosen rho.')
+        'first value given); DisAlign\'s lr at the chosen rho.')
 
 
 def tune(cfg: Config,
@@ -432,7 +474,8 @@ def tune(cfg: Config,
          passes: int = 1,
          augment: bool = False,
          device: str = 'cpu',
-         compile: bool = False) -> dict:
+         compile: bool = False,
+         baselines: Optional[Dict[str, Config]] = None) -> dict:
     """Extract once, sweep on validation, write table, plot and snippets.
 
     Args:
@@ -440,8 +483,8 @@ def tune(cfg: Config,
         checkpoint (str): The stage-1 checkpoint.
         work_dir (str): Where caches, runs and results go.
         sweeps (dict): ``{sweep: values}`` for the sweeps of
-            :data:`SWEEPS` to run (``rho``, ``lr``, ``tau-norm``,
-            ``logit-adjust``).
+            :data:`SWEEPS` to run (``rho``, ``lr``, ``crt-lr``,
+            ``lws-lr``, ``tau-norm``, ``logit-adjust``).
         val_ann_file (str, optional): The validation list (default: the
             config's ``tuning_ann_file``).
         passes (int): Training passes to cache. Defaults to 1.
@@ -450,6 +493,9 @@ def tune(cfg: Config,
         device (str): Extraction device. Defaults to 'cpu'.
         compile (bool): Compile the frozen network for the extraction.
             Defaults to False.
+        baselines (dict, optional): ``{'crt': Config, 'lws': Config}``:
+            the stage-2 configs the ``crt-lr`` / ``lws-lr`` sweeps train
+            (same training split as ``cfg``). Defaults to None.
 
     Returns:
         dict: What ``results.json`` holds.
@@ -465,9 +511,11 @@ def tune(cfg: Config,
         for s, _, p in SWEEPS if sweeps.get(s) is not None
     }
     if not sweeps:
-        raise TuningError('nothing to sweep: give --rho, --lr, --tau-norm '
-                          'or --logit-adjust')
+        raise TuningError('nothing to sweep: give --rho, --lr, --crt-lr, '
+                          '--lws-lr, --tau-norm or --logit-adjust')
     check_config(cfg, sweeps)
+    baselines = dict(baselines or {})
+    check_baselines(cfg, sweeps, baselines)
     val_dataset = tuning_split(cfg, val_ann_file)
     os.makedirs(work_dir, exist_ok=True)
     model, _ = build_frozen_model(cfg, checkpoint, device)
@@ -503,8 +551,8 @@ def tune(cfg: Config,
         t0 = time.perf_counter()
         rows = []
         for value in sweeps[sweep]:
-            variant = _with_value(current, sweep, value)
-            if method == 'disalign':
+            variant = _with_value(baselines.get(method, current), sweep, value)
+            if method in TRAINED:
                 metrics = train_and_evaluate(
                     variant, checkpoint, osp.join(work_dir, 'cache_train'),
                     osp.join(work_dir, 'runs', f'{sweep}_{value:g}'),
@@ -583,6 +631,17 @@ def parse_args(argv=None):
 
     sweep_arg('rho', DEFAULT_RHO, 'rho of the GRW loss (DisAlign), >= 0')
     sweep_arg('lr', DEFAULT_LR, 'stage-2 learning rates (DisAlign), > 0')
+    sweep_arg('crt-lr', DEFAULT_LR,
+              'learning rates of cRT (needs --crt-config), > 0')
+    sweep_arg('lws-lr', DEFAULT_LR,
+              'learning rates of LWS (needs --lws-config), > 0')
+    for method, option in BASELINES.items():
+        parser.add_argument(
+            option,
+            default=None,
+            help=f'the {method} stage-2 config (same data as CONFIG); '
+            f'with it, the {method} lr is swept (default sweep when no '
+            'sweep is given)')
     sweep_arg('tau-norm', DEFAULT_TAU, 'tau of tau-normalisation, >= 0')
     sweep_arg('logit-adjust', DEFAULT_TAU,
               'tau of post-hoc logit adjustment, >= 0')
@@ -600,13 +659,11 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
-        help='override settings of the config, key=value')
+        action=CfgOptionsAction,
+        help='override settings of the config (and of --crt-config / '
+        '--lws-config), key=value')
     args = parser.parse_args(argv)
-    given = {
-        s: getattr(args, s.replace('-', '_'))
-        for s in ('rho', 'lr', 'tau-norm', 'logit-adjust')
-    }
+    given = {s: getattr(args, s.replace('-', '_')) for s, _, _ in SWEEPS}
     if all(v is None for v in given.values()):
         given = {
             'rho': DEFAULT_RHO,
@@ -614,15 +671,28 @@ def parse_args(argv=None):
             'tau-norm': DEFAULT_TAU,
             'logit-adjust': DEFAULT_TAU
         }
+        for method, option in BASELINES.items():
+            if getattr(args, option[2:].replace('-', '_')):
+                given[f'{method}-lr'] = DEFAULT_LR
     args.sweeps = {k: v for k, v in given.items() if v}
     return args
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+
+    def config(path):
+        cfg = load_config(path)
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
+        return cfg
+
+    cfg = config(args.config)
+    baselines = {
+        method: config(getattr(args, option[2:].replace('-', '_')))
+        for method, option in BASELINES.items()
+        if getattr(args, option[2:].replace('-', '_'))
+    }
     checkpoint = args.checkpoint or cfg.get('load_from')
     if not checkpoint:
         raise SystemExit('tune_calibration.py: error: no stage-1 checkpoint: '
@@ -639,7 +709,8 @@ def main(argv=None) -> dict:
             passes=args.passes,
             augment=args.augment,
             device=args.device,
-            compile=args.compile)
+            compile=args.compile,
+            baselines=baselines)
     except TuningError as exc:
         raise SystemExit(f'tune_calibration.py: error: {exc}') from None
 

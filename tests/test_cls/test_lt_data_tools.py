@@ -267,3 +267,35 @@ def test_compare_baselines_on_a_user_data_set(tmp_path, src, load_tool):
             str(root), '--many-threshold', '40', '--work-dir',
             str(tmp_path / 'cmp2')
         ])
+
+
+def test_validation_list_is_checked(tmp_path, src):
+    """``--tune``'s validation list: built when asked, counted, and refused
+    when missing or when it shares images with the training / test list."""
+    root = tmp_path / 'val'
+    fm.build_fashion_mnist_lt(
+        str(root), ratio=8, seed=3, val_per_class=2, src_dir=src)
+    data = exp.build_data(
+        str(root), quick=False, val_list='fashion_mnist_lt_val.txt')
+    # 2 of every class held out of the training pool (28 left in class 0)
+    assert data['num_val'] == 8 and data['train_counts'] == [28, 14, 7, 3]
+    val = root / 'fashion_mnist_lt_val.txt'
+    lines = val.read_text().splitlines()
+    before = _snapshot(root)
+    with pytest.raises(
+            InvalidDataset,
+            match=r'validation list missing\.txt '
+            r'is missing \(name another list with --val-list'):
+        exp.build_data(str(root), quick=False, val_list='missing.txt')
+    for split, name in (('training', 'fashion_mnist_lt_train.txt'),
+                        ('test', 'fashion_mnist_lt_test.txt')):
+        leaked = (root / name).read_text().splitlines()[0]
+        val.write_text('\n'.join(lines + [leaked]) + '\n')
+        with pytest.raises(
+                InvalidDataset,
+                match=rf'1 image\(s\) of the validation list '
+                rf'fashion_mnist_lt_val\.txt are also in the {split} list'):
+            exp.build_data(
+                str(root), quick=False, val_list='fashion_mnist_lt_val.txt')
+    val.write_text('\n'.join(lines) + '\n')
+    assert _snapshot(root).keys() == before.keys()

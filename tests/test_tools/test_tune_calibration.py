@@ -64,6 +64,18 @@ def setup(tmp_path_factory):
             0,
             True,
             load_from=ckpt)
+        baselines = {
+            m:
+            exp.stage_config(
+                osp.join(exp.CONFIG_DIR,
+                         f'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_{m}.py'),
+                data,
+                str(root / m),
+                0,
+                True,
+                load_from=ckpt)
+            for m in ('crt', 'lws')
+        }
     finally:
         os.chdir(cwd)
         MMLogger._instance_dict.clear()
@@ -72,6 +84,7 @@ def setup(tmp_path_factory):
         data=data,
         checkpoint=ckpt,
         cfg=stage2,
+        baselines=baselines,
         num_train=sum(meta['train_counts']))
 
 
@@ -160,6 +173,56 @@ def test_tune_all_sweeps(tool, setup, tmp_path, capsys):
     assert again['extraction_reused']
     assert again['sweeps']['tau-norm']['rows'] == saved['sweeps']['tau-norm'][
         'rows']
+
+
+def test_tune_baseline_learning_rates(tool, setup, tmp_path, capsys):
+    """cRT and LWS: their lr swept with their own configs on the cached
+    features (cRT re-initialises and re-trains head.fc, LWS trains the
+    scales); the chosen lr is the sweep's best and goes to their snippets."""
+    work = tmp_path / 'baselines'
+    sweeps = {'crt-lr': [0.01, 0.3, 1.0], 'lws-lr': [0.01, 0.3, 1.0]}
+    out = _tune(
+        tool,
+        setup,
+        work,
+        sweeps,
+        baselines={
+            k: v.copy()
+            for k, v in setup['baselines'].items()
+        })
+    printed = capsys.readouterr().out
+    for sweep, values in sweeps.items():
+        result = out['sweeps'][sweep]
+        assert result['method'] == sweep[:3] and result['parameter'] == 'lr'
+        rows = result['rows']
+        assert [r['value'] for r in rows] == values
+        overall = [r['metrics']['top1'] for r in rows]
+        assert result['chosen'] == rows[overall.index(max(overall))]['value']
+        assert len(set(overall)) > 1, sweep  # the lr matters
+        table = _printed_rows(printed, sweep)
+        assert [v for v, (_, c) in table.items() if c] == [result['chosen']]
+        snippet = Config.fromfile(out['snippets'][sweep[:3]])
+        assert snippet.optim_wrapper.optimizer.lr == result['chosen']
+    # cRT at lr 0.01 from a re-initialised classifier is far from the
+    # stage-1 head that tau-norm 0 evaluates: the baselines train their own
+    # head, not the DisAlign one
+    stage1 = _tune(tool, setup, work, {'tau-norm': [0]})
+    s1 = stage1['sweeps']['tau-norm']['rows'][0]['metrics']
+    assert out['sweeps']['crt-lr']['rows'][0]['metrics'] != s1
+
+
+def test_baseline_sweeps_need_their_config(tool, setup, tmp_path):
+    with pytest.raises(tool.TuningError, match='give it with --crt-config'):
+        tool.tune(setup['cfg'].copy(), setup['checkpoint'],
+                  str(tmp_path / 'x'), {'crt-lr': [0.1]})
+    other = setup['baselines']['lws'].copy()
+    other.train_dataloader.dataset.ann_file = 'fashion_mnist_lt_val.txt'
+    with pytest.raises(tool.TuningError, match='point both configs at the '):
+        tool.tune(
+            setup['cfg'].copy(),
+            setup['checkpoint'],
+            str(tmp_path / 'x'), {'lws-lr': [0.1]},
+            baselines=dict(lws=other))
 
 
 def test_augmented_passes(tool, setup, tmp_path):

@@ -115,7 +115,9 @@ QUICK_THRESHOLDS = (20, 8)
 def build_data(data_root: str,
                quick: bool,
                who: str = 'main job',
-               layout: Optional[dict] = None) -> dict:
+               layout: Optional[dict] = None,
+               val_per_class: int = 0,
+               val_list: Optional[str] = None) -> dict:
     """Reuse, use or build the data set of a run; never modify one.
 
     - ``data_root`` holds Fashion-MNIST-LT built by this tool with the same
@@ -134,6 +136,12 @@ def build_data(data_root: str,
         layout (dict, optional): ``train_list``, ``test_list``,
             ``image_prefix`` relative to ``data_root``. Defaults to the
             Fashion-MNIST-LT names (:data:`list_data.DEFAULT_LAYOUT`).
+        val_per_class (int): Fashion-MNIST-LT builds hold a balanced
+            validation list of this many images per class (held out from
+            the training images). Defaults to 0 (none).
+        val_list (str, optional): The validation list to check (relative
+            to ``data_root``; see :func:`list_data.check_list_dataset`).
+            Defaults to None.
 
     Returns:
         dict: :func:`list_data.check_list_dataset` of the data set, with
@@ -147,6 +155,8 @@ def build_data(data_root: str,
     args = dict(ratio=100, seed=0)
     if quick:
         args = dict(ratio=10, seed=0, max_per_class=40, test_per_class=10)
+    if val_per_class:
+        args['val_per_class'] = int(val_per_class)
     built = False
     empty = not osp.exists(data_root) or (osp.isdir(data_root)
                                           and not os.listdir(data_root))
@@ -161,7 +171,7 @@ def build_data(data_root: str,
         build_fashion_mnist_lt(data_root, **args)
         log(f'built in {time.time() - t0:.1f} s', who)
         built = True
-    data = check_list_dataset(data_root, **layout)
+    data = check_list_dataset(data_root, val_list=val_list, **layout)
     meta = data['meta'] or {}
     if isinstance(meta.get('args'), dict) and 'ratio' in meta['args']:
         data['name'] = f'Fashion-MNIST-LT (ratio {meta["args"]["ratio"]:g})'

@@ -55,11 +55,11 @@ def _refuse(data_root: str, why: str) -> InvalidDataset:
         'Fashion-MNIST-LT there (see docs/cls.md, "Your own data set").')
 
 
-def check_list_dataset(
-        data_root: str,
-        train_list: str = DEFAULT_LAYOUT['train_list'],
-        test_list: str = DEFAULT_LAYOUT['test_list'],
-        image_prefix: str = DEFAULT_LAYOUT['image_prefix']) -> dict:
+def check_list_dataset(data_root: str,
+                       train_list: str = DEFAULT_LAYOUT['train_list'],
+                       test_list: str = DEFAULT_LAYOUT['test_list'],
+                       image_prefix: str = DEFAULT_LAYOUT['image_prefix'],
+                       val_list: Optional[str] = None) -> dict:
     """Check a long-tail list data set (read only); describe it.
 
     Args:
@@ -67,12 +67,17 @@ def check_list_dataset(
         train_list (str): Training list, relative to ``data_root``.
         test_list (str): Test list, relative to ``data_root``.
         image_prefix (str): Image folder, relative to ``data_root``.
+        val_list (str, optional): Validation list (for tuning), relative
+            to ``data_root``: checked like the test list, and none of its
+            images may be in the training or the test list. Defaults to
+            None (not checked).
 
     Returns:
         dict: ``root``, ``train_list``, ``test_list``, ``image_prefix``,
         ``classes_file``, ``classes``, ``train_counts`` (list of int),
         ``num_test``, ``class_freq`` (the file's path, or None when the
-        data set has none) and ``meta`` (``meta.json``, or None).
+        data set has none) and ``meta`` (``meta.json``, or None); with
+        ``val_list``, also ``val_list`` and ``num_val``.
 
     Raises:
         InvalidDataset: A file is missing or disagrees with another; the
@@ -96,14 +101,25 @@ def check_list_dataset(
     image_root = osp.join(data_root, image_prefix)
     counts = None
     num_test = 0
-    for split, name in (('training', train_list), ('test', test_list)):
+    images = {}
+    splits = [('training', train_list), ('test', test_list)]
+    if val_list is not None:
+        splits.append(('validation', val_list))
+    for split, name in splits:
         path = osp.join(data_root, name)
+        if not osp.isfile(path) and split == 'validation':
+            raise _refuse(
+                data_root, f'the validation list {name} is missing (name '
+                'another list with --val-list, or build Fashion-MNIST-LT '
+                'with validation images: tools/dataset_converters/'
+                'fashion_mnist_lt.py --val-per-class N)')
         if not osp.isfile(path):
             raise _refuse(data_root, f'the {split} list {name} is missing')
         try:
             rel_paths, labels, lines = read_list_file(path, num_classes)
         except ValueError as e:
             raise _refuse(data_root, str(e)) from None
+        images[split] = set(osp.normpath(p) for p in rel_paths)
         for rel, line in zip(rel_paths, lines):
             if not osp.isfile(osp.join(image_root, rel)):
                 raise _refuse(
@@ -115,8 +131,19 @@ def check_list_dataset(
                 check_no_empty_class(counts, f'list file {path}', classes)
             except ValueError as e:
                 raise _refuse(data_root, str(e)) from None
-        else:
+        elif split == 'test':
             num_test = len(labels)
+    if val_list is not None:
+        for split, name in splits[:2]:
+            shared = sorted(images['validation'] & images[split])
+            if shared:
+                raise _refuse(
+                    data_root, f'{len(shared)} image(s) of the validation '
+                    f'list {val_list} are also in the {split} list {name} '
+                    f'(first: {shared[0]!r}): values tuned on it would be '
+                    'chosen on ' +
+                    ('training' if split == 'training' else 'test') +
+                    ' images. Use a held-out list')
     train_counts = [int(c) for c in counts]
 
     class_freq = osp.join(data_root, 'class_freq.json')
@@ -164,7 +191,9 @@ def check_list_dataset(
         train_counts=train_counts,
         num_test=num_test,
         class_freq=class_freq,
-        meta=meta)
+        meta=meta,
+        **({} if val_list is None else dict(
+            val_list=val_list, num_val=len(images['validation']))))
 
 
 def _nice(value: float) -> float:
