@@ -785,11 +785,14 @@ def tuned_report(args, per_seed: dict, tuned: dict, tuning: dict, columns,
         '', 'Sweeps: ' + '; '.join(f'{k} {",".join(f"{v:g}" for v in vs)}'
                                    for k, vs in args.sweeps.items())
     ]
-    lines.append('Chosen on validation (per seed):')
+    lines.append('Chosen on validation (per seed; * the largest or '
+                 'smallest value of its sweep):')
     for s in args.seeds:
         lines.append(
             f'- seed {s}: ' +
-            ', '.join(f'{k} {v:g}' for k, v in tuning[s]['chosen'].items()) +
+            ', '.join(f'{k} {v:g}' +
+                      ('*' if tuning[s]['sweeps'][k].get('edge') else '')
+                      for k, v in tuning[s]['chosen'].items()) +
             f' (tuning {tuning[s]["seconds"]:.0f} s, of which '
             f'feature extraction {tuning[s]["extraction_seconds"]:.0f}'
             ' s)')

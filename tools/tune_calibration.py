@@ -67,7 +67,7 @@ from cache_features import build_frozen_model, cache_features  # noqa: E402
 
 #: Default sweeps.
 DEFAULT_RHO = (0.0, 0.4, 0.8, 1.2, 1.6, 2.0)
-DEFAULT_TAU = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+DEFAULT_TAU = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 DEFAULT_LR = (0.01, 0.03, 0.1, 0.3)
 #: (sweep, method, parameter) of the sweeps, in the order they run.
 SWEEPS = (('rho', 'disalign', 'rho'), ('lr', 'disalign', 'lr'),
@@ -391,6 +391,19 @@ def choose(rows: Sequence[Tuple[float, dict]]) -> float:
     return best[0]
 
 
+def at_edge(values: Sequence[float], chosen: float) -> Optional[str]:
+    """``'largest'`` / ``'smallest'`` when ``chosen`` is an end of a sweep
+    the best value may lie beyond (0, the lower bound of rho and tau, is
+    not such an end), else None."""
+    if len(values) < 2:
+        return None
+    if chosen == max(values):
+        return 'largest'
+    if chosen == min(values) and chosen != 0:
+        return 'smallest'
+    return None
+
+
 def format_table(sweep: str, rows, chosen: float) -> str:
     """Markdown table of one sweep; the chosen row is marked."""
     name = 'rho' if sweep == 'rho' else (
@@ -570,8 +583,15 @@ def tune(cfg: Config,
             parameter=param,
             rows=[dict(value=v, metrics=m) for v, m in rows],
             chosen=chosen[sweep],
+            edge=at_edge(sweeps[sweep], chosen[sweep]),
             seconds=round(time.perf_counter() - t0, 2))
         print('\n' + format_table(sweep, rows, chosen[sweep]), flush=True)
+        if results[sweep]['edge']:
+            print(
+                f'note: the chosen {param} {chosen[sweep]:g} is the '
+                f'{results[sweep]["edge"]} value of the {sweep} sweep: the '
+                'best value may lie beyond it; widen the sweep to check',
+                flush=True)
     snippets = write_snippets(work_dir, chosen, RULE)
     plot = osp.join(work_dir, 'tuning_curves.png')
     plot_curves(plot, results)

@@ -155,7 +155,12 @@ def test_compare_baselines_tune_quick(tmp_path, load_tool):
                 assert torch.equal(crt[key], value), key
         line = next(x for x in table.splitlines()
                     if x.startswith(f'- seed {seed}: rho'))
-        assert f'rho {chosen["rho"]:g}, lr {chosen["lr"]:g}' in line
+        printed = line.split(': ', 1)[1].split(' (tuning ')[0].split(', ')
+        assert printed == [
+            f'{sweep} {chosen[sweep]:g}' +
+            ('*' if record['sweeps'][sweep]['edge'] else '')
+            for sweep in ('rho', 'lr', 'crt-lr', 'tau-norm')
+        ]
     for method, keys in tuned['summary'].items():
         per_seed = (
             results['per_seed'] if method == 'stage1' else tuned['per_seed'])

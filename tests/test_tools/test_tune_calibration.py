@@ -130,6 +130,11 @@ def test_tune_all_sweeps(tool, setup, tmp_path, capsys):
         best = max(overall)
         # the best overall top-1; ties: the first
         assert result['chosen'] == rows[overall.index(best)]['value']
+        assert result['edge'] == tool.at_edge(values, result['chosen'])
+        if result['edge']:
+            assert (f'the chosen {result["parameter"]} {result["chosen"]:g} '
+                    f'is the {result["edge"]} value of the {sweep} sweep'
+                    in printed)
         table = _printed_rows(printed, sweep)
         assert {
             v: o
@@ -223,6 +228,19 @@ def test_baseline_sweeps_need_their_config(tool, setup, tmp_path):
             setup['checkpoint'],
             str(tmp_path / 'x'), {'lws-lr': [0.1]},
             baselines=dict(lws=other))
+
+
+@pytest.mark.parametrize(
+    'values, chosen, edge',
+    [
+        ([0, 1.2, 2], 2, 'largest'),
+        ([0.01, 0.1, 0.3], 0.01, 'smallest'),
+        ([0, 1.2, 2], 0, None),  # rho / tau cannot go below 0
+        ([0, 1.2, 2], 1.2, None),
+        ([1.2], 1.2, None),
+    ])
+def test_chosen_at_the_edge_of_a_sweep(tool, values, chosen, edge):
+    assert tool.at_edge(values, chosen) == edge
 
 
 def test_augmented_passes(tool, setup, tmp_path):
