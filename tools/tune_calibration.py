@@ -68,7 +68,7 @@ from cache_features import build_frozen_model, cache_features  # noqa: E402
 #: Default sweeps.
 DEFAULT_RHO = (0.0, 0.4, 0.8, 1.2, 1.6, 2.0)
 DEFAULT_TAU = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
-DEFAULT_LR = (0.01, 0.03, 0.1, 0.3)
+DEFAULT_LR = (0.003, 0.01, 0.03, 0.1, 0.3)
 #: (sweep, method, parameter) of the sweeps, in the order they run.
 SWEEPS = (('rho', 'disalign', 'rho'), ('lr', 'disalign', 'lr'),
           ('crt-lr', 'crt', 'lr'), ('lws-lr', 'lws', 'lr'),
