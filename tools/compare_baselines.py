@@ -117,6 +117,8 @@ TUNED = {
     'disalign':
     (('rho', 'model.head.loss.rho'), ('lr', 'optim_wrapper.optimizer.lr')),
 }
+# DisAlign's values, trained on cached features
+TUNED['disalign-cached'] = TUNED['disalign']
 #: Table names of the tuned methods.
 TUNED_NAMES = {
     'tau-norm': 'tau-norm (tau tuned)',
@@ -124,6 +126,7 @@ TUNED_NAMES = {
     'crt': 'cRT (lr tuned)',
     'lws': 'LWS (lr tuned)',
     'disalign': 'DisAlign (rho, lr tuned)',
+    'disalign-cached': 'DisAlign, cached features (rho, lr tuned)',
 }
 #: ``--tune``: validation images per class of the Fashion-MNIST-LT build
 #: (full, ``--quick``).
@@ -486,6 +489,8 @@ def run_method(cmp: Comparison,
             args.quick,
             load_from=stage1_ckpt,
             **cmp.stage_options)
+        if values is not None:
+            cached_cfg.merge_from_dict(values)
         metrics, ckpt, _ = run_stage2_cached(
             name, cfg, cached_cfg, passes=1, augment=True, who=WHO)
     return cmp.save(result_file, method, seed, config, ckpt, metrics, t0,

@@ -93,7 +93,7 @@ def test_compare_baselines_tune_quick(tmp_path, load_tool):
     work = tmp_path / 'tuned'
     argv = [
         '--quick', '--tune', '--seeds', '0,1', '--methods',
-        'stage1,tau-norm,crt,disalign', '--work-dir',
+        'stage1,tau-norm,crt,disalign,disalign-cached', '--work-dir',
         str(work), '--rho-values', '0,1.2,2', '--lr-values', '0.1,0.5',
         '--tau-values', '0,1,2'
     ]
@@ -137,6 +137,8 @@ def test_compare_baselines_tune_quick(tmp_path, load_tool):
                 'optim_wrapper.optimizer.lr': chosen['lr']
             }
         }
+        # the cached path trains with DisAlign's values
+        expect['disalign-cached'] = expect['disalign']
         for method, values in expect.items():
             assert runs[method]['settings']['values'] == values
             run_dir = work / f'seed{seed}' / 'tuned' / method
@@ -168,7 +170,8 @@ def test_compare_baselines_tune_quick(tmp_path, load_tool):
         values = [per_seed[s][name]['metrics']['lt/top1'] for s in ('0', '1')]
         assert keys['top1']['mean'] == pytest.approx(statistics.fmean(values))
     assert set(tuned['summary']) == {
-        'stage1', 'tau-norm:tuned', 'crt:tuned', 'disalign:tuned'
+        'stage1', 'tau-norm:tuned', 'crt:tuned', 'disalign:tuned',
+        'disalign-cached:tuned'
     }
     assert '| DisAlign (rho, lr tuned) |' in table and '| cRT |' in table
     assert 'DisAlign (rho, lr tuned) - DisAlign (paired by seed)' in table
@@ -186,7 +189,7 @@ def test_compare_baselines_tune_quick(tmp_path, load_tool):
     (['--rho-values', '1'], '--rho-values only apply with --tune'),
     (['--tune', '--rho-values=-1'], 'rho must be >= 0'),
     (['--tune', '--lr-values', '0'], 'must be > 0'),
-    (['--tune', '--methods', 'stage1,disalign-cached'], 'none of the methods'),
+    (['--tune', '--methods', 'stage1'], 'none of the methods'),
 ])
 def test_compare_baselines_tune_arguments(load_tool, argv, match, capsys):
     with pytest.raises(SystemExit):
