@@ -11,7 +11,8 @@ mmengine checkpoints hold besides tensors (:data:`SAFE_GLOBALS_DOC`), added
 only for the duration of each load. A file that needs anything else is
 refused with :class:`UnsafeCheckpointError`, unless the load runs inside
 :func:`trusted_checkpoints` (what ``trust_checkpoint = True`` in a config or
-``--trust-checkpoint`` of tools/train.py and tools/test.py do). Empty,
+``--trust-checkpoint`` of tools/train.py, tools/test.py and
+tools/cache_features.py do). Empty,
 truncated, corrupt (zip CRC-32) and non-checkpoint files stop with
 :class:`CheckpointReadError` naming the file. See docs/stage2.md.
 """
@@ -39,7 +40,8 @@ TRUST_KEY = 'trust_checkpoint'
 TRUST_HINT = (
     'Only if you trust this file (e.g. you wrote it yourself), load it with '
     f'`{TRUST_KEY} = True` in the config or `--trust-checkpoint` on '
-    'tools/train.py / tools/test.py (in Python: inside `with '
+    'tools/train.py / tools/test.py / tools/cache_features.py (in Python: '
+    'inside `with '
     'mmdisalign.compat.trusted_checkpoints():`); that unpickles it with '
     '`weights_only=False`, which can run code stored in it.')
 SAFE_GLOBALS_DOC = (

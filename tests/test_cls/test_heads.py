@@ -3,12 +3,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.registry import init_default_scope
-from mmpretrain.models.heads import LinearClsHead
+from mmpretrain.models.heads import LinearClsHead, MultiLabelLinearClsHead
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import mmdisalign.cls  # noqa: F401
-from mmdisalign.cls import DisAlignStackedLinearClsHead
+from mmdisalign.cls import DisAlignClsHeadMixin, DisAlignStackedLinearClsHead
 from mmdisalign.models.calibration import LWSCalibration
 from mmdisalign.utils.class_freq import save_class_freq
 
@@ -365,6 +365,40 @@ def test_grw_class_count_must_match_the_cls_head(tmp_path):
                 num_classes=K,
                 in_channels=D,
                 loss=dict(type='GRWCrossEntropyLoss', class_freq=str(path))))
+
+
+class _MultiLabelHead(DisAlignClsHeadMixin, MultiLabelLinearClsHead):
+    """The multi-label head of docs/custom_heads.md (not registered)."""
+
+
+def test_softmax_grw_loss_on_a_multi_label_head_is_refused():
+    grw = dict(type='GRWCrossEntropyLoss', class_freq=[5, 4, 3, 2, 1])
+    with pytest.raises(ValueError) as info:
+        _MultiLabelHead(num_classes=K, in_channels=D, loss=grw)
+    message = str(info.value)
+    assert message.startswith(
+        '_MultiLabelHead is a multi-label head (a MultiLabelClsHead: one '
+        'sigmoid score per class, multi-hot targets), but its loss '
+        'GRWCrossEntropyLoss is the softmax GRW loss')
+    assert ("Use a sigmoid loss, e.g. loss=dict(type='FocalLoss') or "
+            "loss=dict(type='CrossEntropyLoss', use_sigmoid=True) (BCE), "
+            'or a single-label head (e.g. DisAlignLinearClsHead)') in message
+    # the fixes build and train
+    samples = [DataSample().set_gt_label([0, i % K]) for i in range(N)]
+    for loss in (dict(type='FocalLoss'),
+                 dict(type='CrossEntropyLoss', use_sigmoid=True)):
+        head = _MultiLabelHead(num_classes=K, in_channels=D, loss=loss)
+        value = head.loss(_feats(), samples)['loss']
+        assert torch.isfinite(value) and value > 0
+    single = MODELS.build(
+        dict(
+            type='DisAlignLinearClsHead',
+            num_classes=K,
+            in_channels=D,
+            loss=grw))
+    samples = [DataSample().set_gt_label(i % K) for i in range(N)]
+    value = single.loss(_feats(), samples)['loss']
+    assert torch.isfinite(value) and value > 0
 
 
 def test_cosine_scale_must_be_positive():

@@ -1,9 +1,11 @@
-"""Checkpoints through tools/train.py and tools/test.py: payloads refused
-(``load_from``, ``--resume``, test) unless trusted, broken files named, a
+"""Checkpoints through tools/train.py, tools/test.py and
+tools/cache_features.py: payloads refused (``load_from``, ``--resume``,
+test, feature caching) unless trusted, broken files named, a
 stage-1 checkpoint given to ``--resume`` or to tools/test.py of a DisAlign
 config refused with the fix."""
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -113,6 +115,38 @@ def test_payload_refused_by_test(h, tmp_path, cls_stage2_config, cls_single):
                            cls_single / f'epoch_{h.EPOCHS}.pth', '--work-dir',
                            tmp_path / 'ref')
     assert metrics == reference
+
+
+def test_payload_refused_by_cache_features(h, tmp_path, cls_stage1,
+                                           cls_stage2_config):
+    marker = tmp_path / 'marker'
+    evil = _evil(h, cls_stage1, tmp_path / 'stage1.pth', 'meta', marker)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        h.run_tool('cache_features', cls_stage2_config, '--checkpoint', evil,
+                   '--out', tmp_path / 'refused', '--no-compile')
+    _assert_refused(info, evil)
+    assert '`--trust-checkpoint` on tools/train.py / tools/test.py / ' \
+        'tools/cache_features.py' in str(info.value)
+    assert not marker.exists()
+    assert not (tmp_path / 'refused').exists()
+    clean = h.run_tool('cache_features', cls_stage2_config, '--checkpoint',
+                       cls_stage1, '--out', tmp_path / 'clean', '--no-compile')
+    assert clean['num_samples'] == h.NUM_TRAIN
+    # the flag, or the config key
+    opt_ins = (['--trust-checkpoint'],
+               ['--cfg-options', 'trust_checkpoint=True'])
+    for i, opt_in in enumerate(opt_ins):
+        out = tmp_path / f'trusted{i}'
+        meta = h.run_tool('cache_features', cls_stage2_config, '--checkpoint',
+                          evil, '--out', out, '--no-compile', *opt_in)
+        assert marker.exists()
+        marker.unlink()
+        assert meta['feature_sha1'] == clean['feature_sha1']
+        assert meta['num_samples'] == h.NUM_TRAIN
+        for name in ('feats', 'logits', 'labels'):
+            np.testing.assert_array_equal(
+                np.load(out / f'{name}.npy'),
+                np.load(tmp_path / 'clean' / f'{name}.npy'))
 
 
 @pytest.mark.parametrize('name, content', [('empty.pth', b''),

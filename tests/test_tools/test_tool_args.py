@@ -1,5 +1,8 @@
-"""tools/train.py and tools/test.py: a config with a syntax error and a
-``--cfg-options`` item without ``=`` are named (file, line, argument)."""
+"""tools/train.py, tools/test.py and the other tools that read a config
+(tools/cache_features.py, analysis_tools/class_freq_cls.py,
+analysis_tools/seg_pixel_freq.py): a missing config file, a config with a
+syntax error and a ``--cfg-options`` item without ``=`` are named (file,
+line, argument)."""
 import pytest
 
 BAD = 'a = 1\nb = dict(x=1\nc = 2\n'
@@ -77,3 +80,18 @@ def test_other_tools_name_cfg_options_and_syntax_errors(
         module.main(argv)
     message = str(info.value)
     assert message.startswith(f'syntax error in config {bad}, line 2: ')
+
+
+def _other_tool_argv(tool, config):
+    extra = OTHER_TOOLS[tool]
+    if tool.endswith('class_freq_cls'):
+        return extra + [str(config)]
+    return [str(config)] + extra
+
+
+@pytest.mark.parametrize('tool', sorted(OTHER_TOOLS))
+def test_other_tools_name_a_missing_config(tmp_path, load_tool, tool):
+    missing = tmp_path / 'nope.py'
+    with pytest.raises(SystemExit) as info:
+        load_tool(tool).main(_other_tool_argv(tool, missing))
+    assert str(info.value) == f'config file {missing} not found'

@@ -5,7 +5,8 @@ from typing import Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmpretrain.models.heads import (LinearClsHead, StackedLinearClsHead,
+from mmpretrain.models.heads import (LinearClsHead, MultiLabelClsHead,
+                                     StackedLinearClsHead,
                                      VisionTransformerClsHead)
 from mmpretrain.registry import MODELS
 
@@ -81,10 +82,23 @@ class DisAlignClsHeadMixin:
         self._check_loss()
 
     def _check_loss(self) -> None:
-        """Fail early on a GRW loss with the wrong number of classes."""
+        """Fail early on a softmax GRW loss on a multi-label head or with
+        the wrong number of classes."""
         loss = getattr(self, 'loss_module', None)
         if not isinstance(loss, GRWCrossEntropyLoss):
             return
+        if isinstance(self, MultiLabelClsHead):
+            # The multi-hot targets would pass as one soft label.
+            raise ValueError(
+                f'{type(self).__name__} is a multi-label head (a '
+                'MultiLabelClsHead: one sigmoid score per class, multi-hot '
+                f'targets), but its loss {type(loss).__name__} is the '
+                'softmax GRW loss, which would read the multi-hot targets as '
+                'one soft label. Use a sigmoid loss, e.g. '
+                "loss=dict(type='FocalLoss') or loss=dict("
+                "type='CrossEntropyLoss', use_sigmoid=True) (BCE), or a "
+                'single-label head (e.g. DisAlignLinearClsHead) for '
+                'single-label data')
         num_weights = loss.class_weight.numel()
         if num_weights != self.num_classes:
             origin = (f"the frequency file '{loss.source}'"
