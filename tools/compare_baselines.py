@@ -380,23 +380,21 @@ class Comparison:
             return None
         with open(path) as f:
             found = json.load(f)
-        # results written before the setup was recorded: Fashion-MNIST-LT
-        saved = found.get('setup', self.setup)
-        if saved != self.setup:
-            diff = ', '.join(
-                f'{k}: {saved.get(k)!r} there, {self.setup.get(k)!r} now'
-                for k in sorted(set(saved) | set(self.setup))
-                if saved.get(k) != self.setup.get(k))
-            raise ValueError(
-                f'{path} is the result of another run setup ({diff}); use '
-                'another --work-dir (nothing was overwritten)')
         if settings is None:
             settings = self.settings(how)
-        if found.get('settings', settings) != settings:
+        # records written before the setup (Fashion-MNIST-LT) or the
+        # settings were recorded: those of the first version
+        saved = dict(
+            found.get('setup', self.setup), **found.get('settings', settings))
+        now = dict(self.setup, **settings)
+        if saved != now:
+            diff = ', '.join(f'{k}: {saved.get(k)!r} there, {now.get(k)!r} now'
+                             for k in sorted(set(saved) | set(now))
+                             if saved.get(k) != now.get(k))
             raise ValueError(
-                f'{path} was run with {found["settings"]}, not with '
-                f'{settings}: use another --work-dir for these settings, or '
-                f'delete {osp.dirname(path)} to run it again')
+                f'{path} is the result of another run ({diff}): use another '
+                '--work-dir for this run (nothing was overwritten), or delete '
+                f'{osp.dirname(path)} to run it again')
         return found
 
     def save(self,

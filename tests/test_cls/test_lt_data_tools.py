@@ -251,8 +251,8 @@ def test_compare_baselines_on_a_user_data_set(tmp_path, src, load_tool):
     saved = (tmp_path / 'cmp' / 'seed0' / 'stage1' / 'result.json').read_text()
     with pytest.raises(
             ValueError,
-            match=r'result of another run setup \(few_thr: 5\.0 '
-            r'there, 4\.0 now\); use another --work-dir'):
+            match=r'result of another run \(few_thr: 5\.0 '
+            r'there, 4\.0 now\): use another --work-dir'):
         _main(load_tool, 'compare_baselines', [
             '--quick', '--seeds', '0', '--methods', 'stage1', '--data-root',
             str(root), '--many-threshold', '20', '--few-threshold', '4',

@@ -82,8 +82,9 @@ def test_compare_seg_quick_and_resume(tmp_path, load_tool):
 
     # A finished run of other settings is not reused silently.
     with pytest.raises(
-            ValueError, match='was run with .* use another '
-            '--work-dir'):
+            ValueError,
+            match=r'result of another run \(tau: 0\.0 there, 1\.0 '
+            r'now\): use another --work-dir'):
         _run(load_tool, argv[:6] + ['1'] + argv[7:])
     # A method still to run needs the stage-1 checkpoint.
     os.remove(results['per_seed']['0']['stage1']['checkpoint'])
