@@ -10,6 +10,7 @@ from torch import Tensor
 
 from mmdisalign.models.calibration import BaseCalibration
 from mmdisalign.models.calibration_builder import build_calibration
+from mmdisalign.models.losses import GRWLossBase
 
 __all__ = [
     'DisAlignConvFCBBoxHeadMixin', 'DisAlignShared2FCBBoxHead',
@@ -116,22 +117,19 @@ class DisAlignConvFCBBoxHeadMixin:
                 f'scores num_classes + 1 = {self.num_classes + 1} softmax '
                 'columns, background last. Use GRWCrossEntropyLoss with '
                 'with_background=True.')
-        source = getattr(loss, 'source', None)
-        origin = f'the frequency file {source!r}' if source else 'class_freq'
-        if loss_classes != self.num_classes:
-            raise ValueError(
-                f'loss_cls {loss_name} has {loss_classes} class '
-                f'frequencies (from {origin}) but the box head {name} '
-                f'predicts num_classes={self.num_classes}: the frequency file '
-                'was written for another category set. Write it from the '
-                "training annotations of this model's dataset with "
-                'tools/analysis_tools/lvis_class_freq.py.')
-        if not getattr(loss, 'with_background', False):
+        if not isinstance(loss, GRWLossBase):
+            return
+        if not loss.with_background:
             raise ValueError(
                 f'loss_cls {loss_name} must be built with '
                 f'with_background=True in the mmdet box head {name}: the '
                 f'head scores num_classes + 1 = {self.num_classes + 1} '
                 'columns, background last.')
+        loss.check_num_classes(
+            self.num_classes,
+            name,
+            tool='tools/analysis_tools/lvis_class_freq.py',
+            background=True)
 
     def _build_calibration(self, cfg: Union[dict, nn.Module],
                            classifier: nn.Module) -> BaseCalibration:

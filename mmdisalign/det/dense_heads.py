@@ -9,7 +9,8 @@ from mmdet.registry import MODELS
 from torch import Tensor
 
 from mmdisalign.models.calibration_builder import build_calibration
-from mmdisalign.models.losses import GRWCrossEntropyLoss, GRWFocalLoss
+from mmdisalign.models.losses import (GRWCrossEntropyLoss, GRWFocalLoss,
+                                      GRWLossBase)
 
 __all__ = [
     'DisAlignDenseHeadMixin', 'DisAlignRetinaHead', 'DisAlignFCOSHead',
@@ -118,16 +119,12 @@ class DisAlignDenseHeadMixin:
                 'with_background=True. For a sigmoid head (RetinaNet, FCOS, '
                 'ATSS trained with FocalLoss use_sigmoid=True) use '
                 "loss_cls=dict(type='GRWFocalLoss', use_sigmoid=True, ...)")
-        grw = isinstance(loss, (GRWFocalLoss, GRWCrossEntropyLoss))
-        if grw and loss.num_classes != self.num_classes:
-            origin = (f'the frequency file {loss.source!r}'
-                      if loss.source else 'class_freq')
-            raise ValueError(
-                f'{name} predicts num_classes={self.num_classes} but its '
-                f'loss_cls {type(loss).__name__} has {loss.num_classes} '
-                f'class frequencies (from {origin}); use the frequency file '
-                "of this model's training set "
-                '(tools/analysis_tools/lvis_class_freq.py)')
+        if isinstance(loss, GRWLossBase):
+            loss.check_num_classes(
+                self.num_classes,
+                name,
+                tool='tools/analysis_tools/lvis_class_freq.py',
+                background=not self.use_sigmoid_cls)
 
     def _build_calibration(self, cfg: Union[dict, nn.Module],
                            layer: nn.Conv2d) -> nn.Module:

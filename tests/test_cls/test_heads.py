@@ -354,17 +354,39 @@ def test_calibration_sized_for_other_classes_names_the_head_and_the_fix():
 def test_grw_class_count_must_match_the_cls_head(tmp_path):
     path = tmp_path / 'freq.json'
     save_class_freq(path, [5, 4, 3, 2], count_type='images')
-    with pytest.raises(
-            ValueError,
-            match=r"DisAlignLinearClsHead predicts num_classes=5 but its "
-            r'GRWCrossEntropyLoss has 4 class weights from the frequency '
-            r"file '.*freq\.json'; use the frequency file"):
-        MODELS.build(
+
+    def build(class_freq, **kwargs):
+        return MODELS.build(
             dict(
                 type='DisAlignLinearClsHead',
                 num_classes=K,
                 in_channels=D,
-                loss=dict(type='GRWCrossEntropyLoss', class_freq=str(path))))
+                loss=dict(
+                    type='GRWCrossEntropyLoss',
+                    class_freq=class_freq,
+                    **kwargs)))
+
+    with pytest.raises(
+            ValueError,
+            match=r'DisAlignLinearClsHead predicts num_classes=5 classes '
+            r'but its loss GRWCrossEntropyLoss has 4 class frequencies from '
+            r"the class_freq file '.*freq\.json'; class_freq must count the "
+            r"classes of this model's training set: write its frequency "
+            r'file with tools/analysis_tools/class_freq_cls\.py'):
+        build(str(path))
+    # A background column the head does not score.
+    with pytest.raises(
+            ValueError,
+            match=r'predicts num_classes=5 classes but its loss '
+            r'GRWCrossEntropyLoss has 5 class frequencies from its '
+            r'class_freq list \+ 1 background column \(with_background=True'
+            r'\); the classes agree.*with_background=False'):
+        build([5, 4, 3, 2, 1], with_background=True)
+    # The head's count: accepted.
+    save_class_freq(path, [5, 4, 3, 2, 1], count_type='images')
+    head = build(str(path))
+    assert head.loss_module.num_classes == head.num_classes == K
+    assert head.loss_module.class_weight.numel() == K
 
 
 class _MultiLabelHead(DisAlignClsHeadMixin, MultiLabelLinearClsHead):

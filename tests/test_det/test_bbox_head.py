@@ -248,8 +248,13 @@ def test_errors(tmp_path):
         type='GRWCrossEntropyLoss', class_freq=str(freq), with_background=True)
     with pytest.raises(
             ValueError,
-            match=r'4 class frequencies .*freq4\.json'
-            r'.*num_classes=3.*another category set'):
+            match=r'DisAlignShared2FCBBoxHead predicts num_classes=3 classes '
+            r'\+ 1 background column but its loss_cls GRWCrossEntropyLoss '
+            r"has 4 class frequencies from the class_freq file "
+            r"'.*freq4\.json' \+ 1 background column \(with_background="
+            r"True\); class_freq must count the classes of this model's "
+            r'training set: write its frequency file with '
+            r'tools/analysis_tools/lvis_class_freq\.py'):
         build(loss_cls=grw)
     # As in the shipped configs, with num_classes in the loss config.
     with pytest.raises(
@@ -261,6 +266,10 @@ def test_errors(tmp_path):
     save_class_freq(freq3, [3, 2, 1])
     with pytest.raises(ValueError, match='with_background=True'):
         build(loss_cls=dict(type='GRWCrossEntropyLoss', class_freq=str(freq3)))
+    # The head's count, with the background: accepted.
+    head = build(loss_cls=dict(grw, class_freq=str(freq3)))
+    assert head.loss_cls.num_classes == head.num_classes == C
+    assert head.loss_cls.class_weight.numel() == C + 1
     with pytest.raises(ValueError, match=r'foreground logits.*column 3'):
         build(calibration=dict(type='DisAlignCalibration', num_classes=4))
     with pytest.raises(ValueError, match='uncalibrated_columns'):

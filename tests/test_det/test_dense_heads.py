@@ -15,7 +15,7 @@ from mmengine.structures import InstanceData
 
 import mmdisalign.det  # noqa: F401
 from mmdisalign.models.losses import GRWFocalLoss
-from mmdisalign.utils.class_freq import grw_weights
+from mmdisalign.utils.class_freq import grw_weights, save_class_freq
 
 NUM_CLASSES = 4
 FREQ = [40, 10, 5, 1]
@@ -382,12 +382,44 @@ def test_softmax_head_with_sigmoid_grw_loss():
         build_pair('ATSSHead', loss_cls=loss)
 
 
-def test_grw_loss_of_another_class_count():
+def test_grw_loss_of_another_class_count(tmp_path):
+    # Sigmoid: num_classes columns, no background.
     with pytest.raises(
             ValueError,
-            match=r'DisAlignRetinaHead predicts num_classes=4 but its '
-            r'loss_cls GRWFocalLoss has 3 class frequencies'):
+            match=r'DisAlignRetinaHead predicts num_classes=4 classes but its '
+            r'loss_cls GRWFocalLoss has 3 class frequencies from its '
+            r"class_freq list; class_freq must count the classes of this "
+            r"model's training set: write its frequency file with "
+            r'tools/analysis_tools/lvis_class_freq\.py'):
         build_pair('RetinaHead', loss_cls=grw_focal(class_freq=[3, 2, 1]))
+    path = tmp_path / 'freq5.json'
+    save_class_freq(path, [5, 4, 3, 2, 1])
+    with pytest.raises(
+            ValueError,
+            match=r'DisAlignFCOSHead predicts num_classes=4 classes but its '
+            r'loss_cls GRWFocalLoss has 5 class frequencies from the '
+            r"class_freq file '.*freq5\.json'"):
+        build_pair('FCOSHead', loss_cls=grw_focal(class_freq=str(path)))
+    # Softmax: num_classes + 1 columns, background last.
+    softmax = dict(
+        type='GRWCrossEntropyLoss', class_freq=[3, 2, 1], with_background=True)
+    with pytest.raises(
+            ValueError,
+            match=r'DisAlignATSSHead predicts num_classes=4 classes \+ 1 '
+            r'background column but its loss_cls GRWCrossEntropyLoss has 3 '
+            r'class frequencies from its class_freq list \+ 1 background '
+            r'column \(with_background=True\); class_freq must count'):
+        build_pair('ATSSHead', loss_cls=softmax)
+    # The head's count: accepted, sigmoid and softmax.
+    head = build_pair('RetinaHead', loss_cls=grw_focal())[1]
+    assert head.loss_cls.num_classes == head.cls_out_channels == NUM_CLASSES
+    head = MODELS.build(
+        ConfigDict(
+            UPSTREAM['ATSSHead'],
+            type='DisAlignATSSHead',
+            loss_cls=dict(softmax, class_freq=FREQ)))
+    assert head.loss_cls.num_classes == NUM_CLASSES
+    assert head.cls_out_channels == NUM_CLASSES + 1
 
 
 def test_classifier_layer_not_found():

@@ -279,6 +279,54 @@ def test_score_columns_mismatch(tmp_path):
         det(torch.randn(2, 3), torch.tensor([0, 1]))
 
 
+def test_check_num_classes(tmp_path):
+    """The class-count check of every DisAlign head: the head's classes
+    (+ background column) against the loss's frequencies (+ background
+    column); the sigmoid loss has a background weight but no column."""
+    path = tmp_path / 'freq.json'
+    save_class_freq(path, COUNTS)
+    softmax = GRWCrossEntropyLoss(str(path))
+    det = GRWCrossEntropyLoss(COUNTS, with_background=True)
+    focal = GRWFocalLoss(COUNTS)
+    assert not focal.with_background and focal.class_weight.numel() == 4
+    # Accepted: the same count and background convention.
+    softmax.check_num_classes(3, 'Head', tool='tool.py')
+    det.check_num_classes(3, 'Head', tool='tool.py', background=True)
+    focal.check_num_classes(3, 'Head', tool='tool.py')
+    with pytest.raises(
+            ValueError,
+            match=r'^MyHead predicts out_channels=4 classes but its '
+            r'loss_decode GRWCrossEntropyLoss has 3 class frequencies from '
+            r"the class_freq file '.*freq\.json'; class_freq must count the "
+            r"classes of this model's training set: write its frequency "
+            r'file with tools/x\.py$'):
+        softmax.check_num_classes(
+            4, 'MyHead', 'tools/x.py', 'loss_decode', field='out_channels')
+    with pytest.raises(
+            ValueError,
+            match=r'^Head predicts num_classes=2 classes \+ 1 background '
+            r'column but its loss_cls GRWCrossEntropyLoss has 3 class '
+            r'frequencies from its class_freq list \+ 1 background column '
+            r'\(with_background=True\); class_freq must count'):
+        det.check_num_classes(2, 'Head', 'tool.py', background=True)
+    with pytest.raises(
+            ValueError,
+            match=r'GRWFocalLoss has 3 class frequencies from its class_freq '
+            r'list; class_freq must count'):
+        focal.check_num_classes(4, 'Head', 'tool.py')
+    # The same classes, another background convention.
+    with pytest.raises(
+            ValueError,
+            match=r'predicts num_classes=3 classes but .*3 class frequencies '
+            r'from its class_freq list \+ 1 background column \('
+            r'with_background=True\); the classes agree, the background '
+            r'column does not: build the loss with with_background=False$'):
+        det.check_num_classes(3, 'Head', 'tool.py')
+    with pytest.raises(
+            ValueError, match=r'build the loss with with_background=True$'):
+        softmax.check_num_classes(3, 'Head', 'tool.py', background=True)
+
+
 def test_label_errors(logits):
     loss = GRWCrossEntropyLoss(COUNTS)
     with pytest.raises(

@@ -263,15 +263,49 @@ def test_only_the_calibration_gets_gradients_when_the_rest_is_frozen():
 
 
 def test_grw_class_count_must_match_the_head(tmp_path):
-    with pytest.raises(ValueError, match=r'predicts 3 classes.*4 class'):
+    with pytest.raises(
+            ValueError,
+            match=r'DisAlignFCNHead predicts out_channels=3 classes but its '
+            r'loss_decode GRWCrossEntropyLoss has 4 class frequencies from '
+            r"its class_freq list; class_freq must count the classes of this "
+            r"model's training set: write its frequency file with "
+            r'tools/analysis_tools/seg_pixel_freq\.py'):
         DisAlignFCNHead(loss_decode=_grw_loss([4., 3., 2., 1.]), **FCN_ARGS)
     path = tmp_path / 'freq.json'
     save_class_freq(path, [5, 4, 3, 2, 1], count_type='pixels')
-    with pytest.raises(ValueError, match=r'5 class weights.*freq\.json'):
+    with pytest.raises(
+            ValueError,
+            match=r'predicts out_channels=3 classes.*5 class frequencies '
+            r"from the class_freq file '.*freq\.json'"):
         DisAlignFCNHead(
             loss_decode=[dict(type='CrossEntropyLoss'),
                          _grw_loss(str(path))],
             **FCN_ARGS)
+    # A background column the head does not score.
+    with pytest.raises(
+            ValueError,
+            match=r'3 class frequencies from its class_freq list \+ 1 '
+            r'background column \(with_background=True\); the classes '
+            r'agree.*with_background=False'):
+        DisAlignFCNHead(
+            loss_decode=_grw_loss([3., 2., 1.], with_background=True),
+            **FCN_ARGS)
+    # A binary head with one sigmoid column counts out_channels, not
+    # num_classes.
+    with pytest.raises(
+            ValueError,
+            match=r'predicts out_channels=1 classes.*has 2 class '
+            r'frequencies'):
+        DisAlignFCNHead(
+            loss_decode=_grw_loss([3., 1.]),
+            **dict(FCN_ARGS, num_classes=2, out_channels=1))
+    # The head's count: accepted.
+    save_class_freq(path, [5, 4, 1], count_type='pixels')
+    head = DisAlignFCNHead(
+        loss_decode=[dict(type='CrossEntropyLoss'),
+                     _grw_loss(str(path))],
+        **FCN_ARGS)
+    assert head.loss_decode[1].num_classes == head.out_channels == 3
 
 
 def test_bad_calibration_configs():

@@ -99,16 +99,11 @@ class DisAlignClsHeadMixin:
                 "type='CrossEntropyLoss', use_sigmoid=True) (BCE), or a "
                 'single-label head (e.g. DisAlignLinearClsHead) for '
                 'single-label data')
-        num_weights = loss.class_weight.numel()
-        if num_weights != self.num_classes:
-            origin = (f"the frequency file '{loss.source}'"
-                      if loss.source else 'class_freq')
-            raise ValueError(
-                f'{type(self).__name__} predicts num_classes='
-                f'{self.num_classes} but its {type(loss).__name__} has '
-                f'{num_weights} class weights from {origin}; use the '
-                'frequency file of the training set of this model (and '
-                'with_background=False)')
+        loss.check_num_classes(
+            self.num_classes,
+            type(self).__name__,
+            tool='tools/analysis_tools/class_freq_cls.py',
+            loss_key='loss')
 
     def _check_classifier(self) -> torch.Tensor:
         """The classifier weight ``(num_classes, D)``; errors name the head

@@ -84,6 +84,10 @@ class GRWLossBase(nn.Module):
 
     #: The ``avg_mode`` values the loss accepts.
     avg_modes: Tuple[str, ...] = ()
+    #: Whether the scores have a background column after the ``K`` class
+    #: columns (:class:`GRWCrossEntropyLoss` with ``with_background=True``;
+    #: the sigmoid loss weights background elements but has no column).
+    with_background: bool = False
 
     def _init_grw(self, class_freq: ClassFreqType, rho: float,
                   num_classes: Optional[int], reduction: str, avg_mode: str,
@@ -117,6 +121,60 @@ class GRWLossBase(nn.Module):
             'class_weight',
             torch.tensor(weights, dtype=torch.float32),
             persistent=False)
+
+    def check_num_classes(self,
+                          num_classes: int,
+                          head: str,
+                          tool: str,
+                          loss_key: str = 'loss_cls',
+                          background: bool = False,
+                          field: str = 'num_classes') -> None:
+        """Refuse, when a head is built, a GRW loss counted for another
+        number of classes than the head predicts.
+
+        The head scores ``num_classes`` class columns, then one background
+        column where ``background`` (mmdet's softmax heads, ``num_classes +
+        1`` logits); the loss expects :attr:`num_classes` (its frequencies)
+        class columns, then one background column where
+        :attr:`with_background`. The two counts must agree. The DisAlign
+        heads of every task call it; a custom head can too.
+
+        Args:
+            num_classes (int): The head's number of classes, background
+                excluded.
+            head (str): The head (its class name), for the message.
+            tool (str): The script that writes the frequency file of a
+                training set, named in the fix.
+            loss_key (str): The head's argument holding the loss, for the
+                message. Defaults to 'loss_cls'.
+            background (bool): Whether the head scores a background column
+                after its classes. Defaults to False.
+            field (str): The head's argument holding ``num_classes``, for
+                the message. Defaults to 'num_classes'.
+
+        Raises:
+            ValueError: The counts differ; the message names the head, both
+                counts, the frequency file and ``tool``.
+        """
+        if (self.num_classes + int(self.with_background) == num_classes +
+                int(background)):
+            return
+        head_background = ' + 1 background column' if background else ''
+        loss_background = (' + 1 background column (with_background=True)'
+                           if self.with_background else '')
+        origin = (f"the class_freq file '{self.source}'"
+                  if self.source else 'its class_freq list')
+        if self.num_classes == num_classes:
+            fix = ('the classes agree, the background column does not: '
+                   f'build the loss with with_background={background}')
+        else:
+            fix = ("class_freq must count the classes of this model's "
+                   f'training set: write its frequency file with {tool}')
+        raise ValueError(
+            f'{head} predicts {field}={num_classes} classes{head_background}'
+            f' but its {loss_key} {type(self).__name__} has '
+            f'{self.num_classes} class frequencies from {origin}'
+            f'{loss_background}; {fix}')
 
     @property
     def class_freq_file(self) -> Optional[str]:

@@ -108,18 +108,13 @@ class DisAlignDecodeHeadMixin:
         if not isinstance(losses, nn.ModuleList):
             losses = [losses]
         for loss in losses:
-            if not isinstance(loss, GRWCrossEntropyLoss):
-                continue
-            num_weights = loss.class_weight.numel()
-            if num_weights != self.out_channels:
-                origin = (f"the frequency file '{loss.source}'"
-                          if loss.source else 'class_freq')
-                raise ValueError(
-                    f'{type(self).__name__} predicts {self.out_channels} '
-                    f'classes (num_classes={self.num_classes}) but its '
-                    f'{type(loss).__name__} ({loss.loss_name}) has '
-                    f'{num_weights} class weights from {origin}; use the '
-                    'frequency file of the training set of this model')
+            if isinstance(loss, GRWCrossEntropyLoss):
+                loss.check_num_classes(
+                    self.out_channels,
+                    type(self).__name__,
+                    tool='tools/analysis_tools/seg_pixel_freq.py',
+                    loss_key='loss_decode',
+                    field='out_channels')
 
     def cls_seg(self, feat: Tensor) -> Tensor:
         """Calibrated scores ``(N, out_channels, H, W)`` of ``feat``."""
