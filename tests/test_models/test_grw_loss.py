@@ -325,6 +325,15 @@ def test_check_num_classes(tmp_path):
     with pytest.raises(
             ValueError, match=r'build the loss with with_background=True$'):
         softmax.check_num_classes(3, 'Head', 'tool.py', background=True)
+    # K - 1 frequencies + a background column on a head of K classes and
+    # no background column: as many columns, but the last class would get
+    # the background weight
+    with pytest.raises(
+            ValueError,
+            match=r'predicts num_classes=4 classes but .*3 class frequencies '
+            r'from its class_freq list \+ 1 background column '
+            r'\(with_background=True\); class_freq must count'):
+        det.check_num_classes(4, 'Head', 'tool.py')
 
 
 def test_label_errors(logits):

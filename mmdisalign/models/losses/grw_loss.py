@@ -136,7 +136,9 @@ class GRWLossBase(nn.Module):
         column where ``background`` (mmdet's softmax heads, ``num_classes +
         1`` logits); the loss expects :attr:`num_classes` (its frequencies)
         class columns, then one background column where
-        :attr:`with_background`. The two counts must agree. The DisAlign
+        :attr:`with_background`. Both must agree column for column (K - 1
+        frequencies with a background column on a head of K classes and no
+        background would weight the last class as background). The DisAlign
         heads of every task call it; a custom head can too.
 
         Args:
@@ -156,8 +158,8 @@ class GRWLossBase(nn.Module):
             ValueError: The counts differ; the message names the head, both
                 counts, the frequency file and ``tool``.
         """
-        if (self.num_classes + int(self.with_background) == num_classes +
-                int(background)):
+        if (self.num_classes == num_classes
+                and self.with_background == background):
             return
         head_background = ' + 1 background column' if background else ''
         loss_background = (' + 1 background column (with_background=True)'
