@@ -456,9 +456,13 @@ def plot_curves(path: str, results: Dict[str, dict]) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     sweeps = list(results)
+    cols = min(3, len(sweeps))
+    rows = -(-len(sweeps) // cols)
     fig, axes = plt.subplots(
-        1, len(sweeps), figsize=(4 * len(sweeps), 3.2), squeeze=False)
-    for ax, sweep in zip(axes[0], sweeps):
+        rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(sweeps):]:
+        ax.set_visible(False)
+    for ax, sweep in zip(axes.flat, sweeps):
         rows = results[sweep]['rows']
         xs = [r['value'] for r in rows]
         for key, label in (('top1', 'overall'), ('few', 'few-shot')):
