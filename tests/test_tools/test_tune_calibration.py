@@ -309,6 +309,20 @@ def test_command_line_errors(tool, setup, tmp_path):
             cfg_file, '--checkpoint', setup['checkpoint'], '--work-dir',
             str(tmp_path / 'w'), '--rho=-1'
         ])
+    with pytest.raises(SystemExit, match='give it with --crt-config'):
+        tool.main([
+            cfg_file, '--checkpoint', setup['checkpoint'], '--work-dir',
+            str(tmp_path / 'w'), '--crt-lr', '0.1'
+        ])
+    # a baseline config adds its lr sweep to the default sweeps
+    args = tool.parse_args([cfg_file, '--lws-config', cfg_file])
+    assert args.sweeps == {
+        'rho': tool.DEFAULT_RHO,
+        'lr': tool.DEFAULT_LR,
+        'lws-lr': tool.DEFAULT_LR,
+        'tau-norm': tool.DEFAULT_TAU,
+        'logit-adjust': tool.DEFAULT_TAU
+    }
 
 
 @pytest.mark.parametrize('config,split', [
