@@ -164,7 +164,10 @@ class DisAlignFreezeHook(Hook):
     In ``before_train`` (after ``load_from`` / ``resume``): freeze, check
     that the stage-1 checkpoint supplied every frozen tensor, put the frozen
     norm layers in eval mode (again before every iteration) and rebuild the
-    DDP wrapper. See docs/stage2.md.
+    DDP wrapper. During training: stop at the first non-finite loss, refuse
+    non-finite checkpoints, and check that no calibration's sigma collapsed
+    to 0 (once per epoch or ``sigma_check_interval`` iterations; a warning,
+    then a ``RuntimeError`` at the end of training). See docs/stage2.md.
 
     Args:
         trainable (Sequence[str]): Regular expressions (``re.match``, full
