@@ -22,7 +22,9 @@ the GRW loss: they have no rho to tune; their learning rate is their one
 stage-2 hyper-parameter.)
 
 Rule: the chosen value of a sweep is the one with the best validation
-overall top-1; ties go to the first value in the order given. The tool
+overall top-1; ties go to the first value in the order given. A DisAlign
+run whose calibration collapsed (sigma ~ 0: it predicts like stage 1, see
+docs/stage2.md) is trained to the end, reported and never chosen. The tool
 prints a table per sweep (value -> overall / many / medium / few), writes
 ``results.json``, ``tuning_curves.png`` (overall and few-shot accuracy
 against each swept value) and one config snippet per method
@@ -295,6 +297,11 @@ def cached_config(cfg: Config, checkpoint: str, cache_dir: str, work_dir: str,
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(h.get('type') == 'FeatureCacheHook' for h in hooks):
         hooks.append(dict(type='FeatureCacheHook'))
+    for hook in hooks:
+        if hook.get('type') == 'DisAlignFreezeHook':
+            # a collapsed value is a result of the sweep (never chosen),
+            # not the end of it
+            hook['allow_collapsed_calibration'] = True
     cfg.custom_hooks = hooks
     for key in ('val_dataloader', 'val_evaluator', 'val_cfg',
                 'test_dataloader', 'test_evaluator', 'test_cfg'):
@@ -318,7 +325,15 @@ def train_and_evaluate(cfg: Config, checkpoint: str, cache_dir: str,
     runner = Runner.from_cfg(
         cached_config(cfg, checkpoint, cache_dir, work_dir, tag))
     runner.train()
-    return evaluate(runner.model.head, val_cache, metric)
+    metrics = evaluate(runner.model.head, val_cache, metric)
+    from mmdisalign.engine.hooks import DisAlignFreezeHook
+    collapsed = {}
+    for hook in runner.hooks:
+        if isinstance(hook, DisAlignFreezeHook):
+            collapsed.update(hook.collapsed)
+    if collapsed:
+        metrics['collapsed'] = collapsed
+    return metrics
 
 
 def _with_value(cfg: Config, sweep: str, value: float) -> Config:
@@ -383,11 +398,19 @@ def check_config(cfg: Config, sweeps: Dict[str, List[float]]) -> None:
 
 
 def choose(rows: Sequence[Tuple[float, dict]]) -> float:
-    """The value with the best overall top-1; ties go to the first."""
+    """The value with the best overall top-1; ties go to the first. Runs
+    whose calibration collapsed are not chosen."""
     best = None
     for value, metrics in rows:
+        if metrics.get('collapsed'):
+            continue
         if best is None or metrics['top1'] > best[1]:
             best = (value, metrics['top1'])
+    if best is None:
+        raise TuningError(
+            'every value of the sweep trained a collapsed calibration '
+            f'(sigma ~ 0: it predicts like stage 1): {[v for v, _ in rows]}; '
+            'sweep lower stage-2 learning rates (see docs/stage2.md)')
     return best[0]
 
 
@@ -578,6 +601,15 @@ def tune(cfg: Config,
                 model, _ = build_frozen_model(variant, checkpoint, device)
                 metrics = evaluate(model.head, val_cache, metric)
             rows.append((value, metrics))
+        for value, metrics in rows:
+            if metrics.get('collapsed'):
+                means = ', '.join(
+                    f'{name} {mean:.3g}'
+                    for name, mean in metrics['collapsed'].items())
+                print(
+                    f'note: {sweep} {value:g}: calibration collapsed (mean '
+                    f'sigma: {means}): it predicts like stage 1; not chosen',
+                    flush=True)
         chosen[sweep] = choose(rows)
         if method == 'disalign':
             # the lr sweep runs at the chosen rho

@@ -330,6 +330,11 @@ class DisAlignCalibration(BaseCalibration):
         self.alpha_init = _finite('alpha_init', alpha_init)
         self.beta_init = _finite('beta_init', beta_init or 0.0)
         self.confidence_init = copy.deepcopy(confidence_init)
+        # Running statistic of sigma over the training forwards (sum of
+        # the per-forward means, number of forwards); non-persistent:
+        # state dicts and checkpoints do not change.
+        self.register_buffer('sigma_sum', torch.zeros(()), persistent=False)
+        self.register_buffer('sigma_count', torch.zeros(()), persistent=False)
 
         if decay_mode == 'reference':
             self.scale = nn.Parameter(torch.empty(num_classes))
@@ -443,10 +448,40 @@ class DisAlignCalibration(BaseCalibration):
             feats = F.normalize(feats, p=2, dim=1)
         return torch.sigmoid(self.confidence(feats))
 
+    @torch.no_grad()
+    def _track_sigma(self, sigma: Tensor) -> None:
+        """Add the mean sigma of this training forward (over samples,
+        pixels or RoIs) to :attr:`sigma_sum`; on the device, no sync."""
+        self.sigma_sum.add_(sigma.detach().float().mean())
+        self.sigma_count.add_(1)
+
+    def reset_sigma_statistic(self) -> None:
+        """Start a new window of :meth:`mean_sigma` (no sync)."""
+        self.sigma_sum.zero_()
+        self.sigma_count.zero_()
+
+    def mean_sigma(self) -> Tensor:
+        """The mean sigma of the training forwards since the last
+        :meth:`reset_sigma_statistic`: the mean over the forwards of each
+        forward's mean sigma; NaN before the first. A 0-dim tensor on the
+        device (reading it synchronises).
+
+        A mean near 0 means the calibration is switched off: the
+        confidence layer drove sigmoid into saturation, where its gradient
+        vanishes, and the model predicts like stage 1. DisAlignFreezeHook
+        checks it (docs/stage2.md). Under DDP the buffers are broadcast
+        from rank 0 at every forward (``broadcast_buffers=True``, the
+        default), so each rank reads rank 0's statistic plus its own
+        latest forward; a check on any rank sees the same collapse.
+        """
+        return self.sigma_sum / self.sigma_count
+
     def get_terms(self, logits: Tensor, feats: Optional[Tensor],
                   **kwargs) -> CalibTerms:
         self._check_feats(logits, feats)
         sigma = self.get_confidence(feats)
+        if self.training:
+            self._track_sigma(sigma)
         if sigma.dim() < logits.dim():  # (N, 1, H, W) -> (N, 1, 1.., H, W)
             sigma = sigma.view(sigma.shape[:2] + (1, ) * (logits.dim() - 4) +
                                sigma.shape[2:])

@@ -92,6 +92,8 @@ def test_divergence_stops_at_the_first_non_finite_loss(tmp_path, stage1,
     assert f'the loss is {losses[first]} at iteration {first + 1}' in message
     if by_epoch:
         assert '(epoch 1)' in message
+    else:  # an iteration-based loop has no epochs to name
+        assert '(epoch' not in message
     assert 'non-finite trained tensors (after this iteration' in message
     assert f'{CALIB}.' in message
     assert 'Lower the learning rate' in message

@@ -351,3 +351,29 @@ def test_shipped_tuning_splits(tool, config, split):
         else:  # the list is missing, not refused as the test split
             with pytest.raises(tool.TuningError, match='does not exist'):
                 tool.tuning_split(cfg)
+
+
+def test_collapsed_runs_are_reported_not_chosen(tool):
+    stage1_like = dict(top1=80.0, collapsed={'head.calibration': 1e-13})
+    rows = [(0.01, dict(top1=70.0)), (0.1, dict(top1=75.0)),
+            (0.3, stage1_like)]
+    assert tool.choose(rows) == 0.1
+    with pytest.raises(
+            tool.TuningError,
+            match=r'every value of the sweep trained a collapsed '
+            r'calibration .*: \[0\.3\]; sweep lower stage-2 learning rates'):
+        tool.choose([(0.3, stage1_like)])
+
+
+def test_cached_config_lets_a_collapsed_run_finish(tool):
+    cfg = Config(
+        dict(
+            model=dict(type='ImageClassifier'),
+            train_dataloader=dict(batch_size=4, sampler=None),
+            custom_hooks=[dict(type='DisAlignFreezeHook')],
+            default_hooks=dict(checkpoint=dict(type='CheckpointHook'))))
+    out = tool.cached_config(cfg, 'stage1.pth', 'cache', 'work', 'lr0.3')
+    assert [h.type for h in out.custom_hooks
+            ] == ['DisAlignFreezeHook', 'FeatureCacheHook']
+    assert out.custom_hooks[0].allow_collapsed_calibration is True
+    assert 'allow_collapsed_calibration' not in cfg.custom_hooks[0]

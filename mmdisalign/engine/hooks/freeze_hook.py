@@ -9,6 +9,7 @@ import torch.nn as nn
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.parallel import DistributedDataParallel
@@ -163,7 +164,10 @@ class DisAlignFreezeHook(Hook):
     In ``before_train`` (after ``load_from`` / ``resume``): freeze, check
     that the stage-1 checkpoint supplied every frozen tensor, put the frozen
     norm layers in eval mode (again before every iteration) and rebuild the
-    DDP wrapper. See docs/stage2.md.
+    DDP wrapper. During training: stop at the first non-finite loss, refuse
+    non-finite checkpoints, and check that no calibration's sigma collapsed
+    to 0 (once per epoch or ``sigma_check_interval`` iterations; a warning,
+    then a ``RuntimeError`` at the end of training). See docs/stage2.md.
 
     Args:
         trainable (Sequence[str]): Regular expressions (``re.match``, full
@@ -181,18 +185,42 @@ class DisAlignFreezeHook(Hook):
             (cRT: ``['head.fc']``); they must be trainable and each must
             match. A checkpoint of a stage-2 run (``meta`` marked by this
             hook) loads whole. Defaults to ().
+        sigma_check_interval (int): Iteration-based loops: check the mean
+            sigma of the calibrations every this many iterations (and at
+            the last); epoch-based loops check once per epoch.
+            Defaults to 500.
+        min_mean_sigma (float): A calibration whose mean sigma over a
+            check window is below this is collapsed: sigmoid saturated at
+            0, the calibration is switched off and the model predicts like
+            stage 1. Each check logs a warning for it; at the end of
+            training, if it is still collapsed, the hook raises a
+            ``RuntimeError``. Defaults to 1e-3.
+        allow_collapsed_calibration (bool): Only warn about a collapsed
+            calibration, do not raise at the end of training.
+            Defaults to False.
     """
 
     priority = 'NORMAL'
 
-    def __init__(
-        self,
-        trainable: Sequence[str] = (),
-        freeze_norm: bool = True,
-        check_stage1: bool = True,
-        allow_missing: Sequence[str] = (),
-        reinit: Sequence[str] = ()
-    ) -> None:
+    def __init__(self,
+                 trainable: Sequence[str] = (),
+                 freeze_norm: bool = True,
+                 check_stage1: bool = True,
+                 allow_missing: Sequence[str] = (),
+                 reinit: Sequence[str] = (),
+                 sigma_check_interval: int = 500,
+                 min_mean_sigma: float = 1e-3,
+                 allow_collapsed_calibration: bool = False) -> None:
+        if int(sigma_check_interval) < 1:
+            raise ValueError('DisAlignFreezeHook: sigma_check_interval must '
+                             f'be >= 1, but got {sigma_check_interval}')
+        self.sigma_check_interval = int(sigma_check_interval)
+        self.min_mean_sigma = float(min_mean_sigma)
+        self.allow_collapsed_calibration = allow_collapsed_calibration
+        #: ``{module name: mean sigma}`` of the calibrations found
+        #: collapsed at their last check.
+        self.collapsed: Dict[str, float] = {}
+        self._sigma_modules: Dict[str, nn.Module] = {}
         self.trainable = _patterns(trainable)
         self.allow_missing = _patterns(allow_missing)
         self.reinit = _patterns(reinit)
@@ -276,6 +304,13 @@ class DisAlignFreezeHook(Hook):
                 # What trains is decided: the calibration's check of a
                 # training step without this hook is satisfied.
                 module.freeze_planned = True
+        self._sigma_modules = {
+            name: module
+            for name, module in model.named_modules()
+            if callable(getattr(module, 'mean_sigma', None))
+        }
+        self.collapsed = {}
+        self._reset_sigma()
         self._set_norm_modes()
 
         # Even when nothing changed here: DDP may have registered
@@ -314,11 +349,106 @@ class DisAlignFreezeHook(Hook):
         already took from the loss for logging: no host-device sync here.
         """
         buffer = runner.message_hub.log_scalars.get('train/loss')
-        if buffer is None:
+        if buffer is not None:
+            loss = float(buffer.current())
+            if not math.isfinite(loss):
+                self._raise_non_finite(runner, loss)
+        if self._sigma_modules and not self._by_epoch(runner) and (
+                self.every_n_train_iters(runner, self.sigma_check_interval)
+                or self.is_last_train_iter(runner)):
+            self._check_sigma(runner, self._where(runner))
+
+    def after_train_epoch(self, runner) -> None:
+        """Check the mean sigma of the calibrations over the epoch."""
+        if self._by_epoch(runner):
+            self._check_sigma(runner, f'the end of epoch {runner.epoch + 1}')
+
+    def after_train(self, runner) -> None:
+        """Raise if a calibration is still collapsed at the end of
+        training, unless ``allow_collapsed_calibration``."""
+        self._check_sigma(runner, 'the end of training')
+        if self.collapsed and not self.allow_collapsed_calibration:
+            raise RuntimeError(
+                self._collapse_message(runner, self.collapsed,
+                                       'the end of training') +
+                ' The training ended collapsed: its checkpoints were saved '
+                f'(in {runner.work_dir}) but hold a model that predicts like '
+                'the stage-1 model. Pass allow_collapsed_calibration=True to '
+                'DisAlignFreezeHook to only warn.')
+
+    @staticmethod
+    def _by_epoch(runner) -> bool:
+        """Whether the loop counts epochs (mmengine's IterBasedTrainLoop
+        has ``max_epochs`` too: one big epoch)."""
+        train_loop = getattr(runner, 'train_loop', None)
+        return (not isinstance(train_loop, IterBasedTrainLoop)
+                and getattr(train_loop, 'max_epochs', None) is not None)
+
+    def _reset_sigma(self) -> None:
+        for module in self._sigma_modules.values():
+            module.reset_sigma_statistic()
+
+    def _check_sigma(self, runner, when: str) -> None:
+        """Read the mean sigma of every calibration that tracks it (one
+        host-device sync), warn about the collapsed ones, reset."""
+        if not self._sigma_modules:
             return
-        loss = float(buffer.current())
-        if not math.isfinite(loss):
-            self._raise_non_finite(runner, loss)
+        modules = self._sigma_modules
+        first = next(iter(modules.values())).sigma_sum
+        stats = torch.stack([
+            torch.stack((m.sigma_sum, m.sigma_count)).to(first)
+            for m in modules.values()
+        ]).tolist()
+        self._reset_sigma()
+        found = {}
+        for name, (total, count) in zip(modules, stats):
+            if count == 0:
+                continue  # no training forward in this window
+            mean = total / count
+            if mean < self.min_mean_sigma:
+                found[name] = mean
+            else:
+                self.collapsed.pop(name, None)
+        if found:
+            self.collapsed.update(found)
+            runner.logger.warning(self._collapse_message(runner, found, when))
+
+    def _lrs(self, runner, module: nn.Module) -> List[float]:
+        """The learning rates (``initial_lr`` where a scheduler set it)
+        of the optimizer groups holding ``module``'s parameters."""
+        optim_wrapper = getattr(runner, 'optim_wrapper', None)
+        if optim_wrapper is None or isinstance(optim_wrapper, dict):
+            return []
+        wrappers = optim_wrapper.values() if hasattr(
+            optim_wrapper, 'optim_wrappers') else [optim_wrapper]
+        ids = {id(p) for p in module.parameters()}
+        lrs = []
+        for wrapper in wrappers:
+            for group in wrapper.optimizer.param_groups:
+                if any(id(p) in ids for p in group['params']):
+                    lr = group.get('initial_lr', group['lr'])
+                    if lr not in lrs:
+                        lrs.append(lr)
+        return lrs
+
+    def _collapse_message(self, runner, found: Dict[str, float],
+                          when: str) -> str:
+        parts = []
+        for name, mean in found.items():
+            lrs = self._lrs(runner, self._sigma_modules[name])
+            lr = ('lr ' + ', '.join(f'{lr:g}' for lr in lrs)
+                  if lrs else 'an lr not found in the optimizer')
+            parts.append(f'{name} (mean sigma {mean:.3g}, trained with {lr})')
+        return (
+            f'DisAlignFreezeHook: calibration collapsed at {when}: '
+            f'{"; ".join(parts)}; the mean sigma over the training '
+            'forwards since the previous check is below '
+            f'min_mean_sigma={self.min_mean_sigma:g}. sigma = '
+            'sigmoid(confidence(x)) is ~0 for every sample: the sigmoid is '
+            'saturated, its gradient vanishes, and the calibration is '
+            'switched off: the model predicts like the stage-1 model. Lower '
+            'the stage-2 learning rate (optim_wrapper.optimizer.lr) and '
+            'train again.')
 
     def _trained_tensors(self, runner) -> Dict[str, torch.Tensor]:
         model = runner.model.module if is_model_wrapper(
@@ -346,8 +476,7 @@ class DisAlignFreezeHook(Hook):
         """``'iteration 7 (epoch 1)'``, counted from 1 as mmengine logs.
         """
         where = f'iteration {runner.iter + 1}'
-        train_loop = getattr(runner, 'train_loop', None)
-        if getattr(train_loop, 'max_epochs', None) is not None:
+        if DisAlignFreezeHook._by_epoch(runner):
             where += f' (epoch {runner.epoch + 1})'
         return where
 
