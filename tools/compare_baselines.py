@@ -85,7 +85,8 @@ from disalign_demo.experiments import (CACHED_STAGE2_CONFIG, CONFIG_DIR,
                                        stage_config, summarize_runs)
 from disalign_demo.scenes import TASKS, scene_stage_config
 from tune_calibration import (DEFAULT_LR, DEFAULT_RHO, DEFAULT_TAU,
-                              TuningError, check_values, tune)
+                              TuningError, allow_collapse, check_values,
+                              collapsed_calibrations, tune)
 
 WHO = 'baselines'
 _S2 = 'resnet18-s3w16_1xb128-10e_fashion-mnist-lt_{}.py'
@@ -405,8 +406,13 @@ class Comparison:
              ckpt: str,
              metrics: dict,
              t0: float,
-             settings=None) -> dict:
-        """Write (and return) the result record of one run."""
+             settings=None,
+             collapsed=None) -> dict:
+        """Write (and return) the result record of one run.
+
+        ``collapsed``: ``{calibration: mean sigma}`` of a stage 2 whose
+        calibration collapsed (recorded when there is one).
+        """
         if settings is None:
             settings = self.settings(self.methods[method][1])
         result = dict(
@@ -418,6 +424,13 @@ class Comparison:
             settings=settings,
             setup=self.setup,
             seconds=round(time.time() - t0, 1))
+        if collapsed:
+            result['collapsed'] = collapsed
+            log(
+                f'seed {seed} {method}: the calibration collapsed (mean '
+                'sigma ' + ', '.join(f'{k} {v:.2g}'
+                                     for k, v in collapsed.items()) +
+                '): it predicts like stage 1; reported as measured', WHO)
         return _write_json(result_file, result)
 
 
@@ -472,12 +485,20 @@ def run_method(cmp: Comparison,
     cfg = cmp.config(config, work_dir, seed, how, load_from=stage1_ckpt)
     if values is not None:
         cfg.merge_from_dict(values)
+    # a stage 2 whose calibration collapsed (sigma ~ 0: it predicts like
+    # stage 1) is a result of the comparison, reported as such, not its end
+    collapsed = {}
+    allow_collapse(cfg)
+
+    def trained(runner):
+        collapsed.update(collapsed_calibrations(runner))
+
     t0 = time.time()
     if how == 'test':
         metrics, ckpt = evaluate_stage(name, cfg, stage1_ckpt,
                                        WHO), stage1_ckpt
     elif how == 'train':
-        metrics, ckpt, _ = run_stage(name, cfg, WHO)
+        metrics, ckpt, _ = run_stage(name, cfg, WHO, trained)
     else:
         cached_cfg = stage_config(
             CACHED_STAGE2_CONFIG,
@@ -489,10 +510,25 @@ def run_method(cmp: Comparison,
             **cmp.stage_options)
         if values is not None:
             cached_cfg.merge_from_dict(values)
+        allow_collapse(cached_cfg)
         metrics, ckpt, _ = run_stage2_cached(
-            name, cfg, cached_cfg, passes=1, augment=True, who=WHO)
-    return cmp.save(result_file, method, seed, config, ckpt, metrics, t0,
-                    settings)
+            name,
+            cfg,
+            cached_cfg,
+            passes=1,
+            augment=True,
+            who=WHO,
+            trained=trained)
+    return cmp.save(
+        result_file,
+        method,
+        seed,
+        config,
+        ckpt,
+        metrics,
+        t0,
+        settings,
+        collapsed=collapsed)
 
 
 def run_tuning(cmp: Comparison, seed: int, seed_dir: str,
@@ -734,7 +770,18 @@ def report(methods, names: dict, records: dict, seeds, columns, keys: dict,
     for m in methods:
         lines.append(f'- {names[m]}: ' + '; '.join(
             f'seed {s} {records[s][m]["metrics"][first]:.2f} / '
-            f'{records[s][m]["metrics"][last]:.2f}' for s in seeds))
+            f'{records[s][m]["metrics"][last]:.2f}' +
+            (' (collapsed)' if records[s][m].get('collapsed') else '')
+            for s in seeds))
+    collapsed = [(s, m) for m in methods for s in seeds
+                 if records[s][m].get('collapsed')]
+    if collapsed:
+        lines.append('(collapsed: the calibration switched itself off, mean '
+                     'sigma ~ 0, the run predicts like stage 1: ' +
+                     '; '.join(f'seed {s} {names[m]} ' + ', '.join(
+                         f'{k} {v:.2g}'
+                         for k, v in records[s][m]['collapsed'].items())
+                               for s, m in collapsed) + ')')
     diff_lines = []
     for a, b in pairs:
         if not all(a in records[s] and b in records[s] for s in seeds):

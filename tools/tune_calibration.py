@@ -297,12 +297,10 @@ def cached_config(cfg: Config, checkpoint: str, cache_dir: str, work_dir: str,
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(h.get('type') == 'FeatureCacheHook' for h in hooks):
         hooks.append(dict(type='FeatureCacheHook'))
-    for hook in hooks:
-        if hook.get('type') == 'DisAlignFreezeHook':
-            # a collapsed value is a result of the sweep (never chosen),
-            # not the end of it
-            hook['allow_collapsed_calibration'] = True
     cfg.custom_hooks = hooks
+    # a collapsed value is a result of the sweep (never chosen), not the
+    # end of it
+    allow_collapse(cfg)
     for key in ('val_dataloader', 'val_evaluator', 'val_cfg',
                 'test_dataloader', 'test_evaluator', 'test_cfg'):
         cfg[key] = None
@@ -326,14 +324,31 @@ def train_and_evaluate(cfg: Config, checkpoint: str, cache_dir: str,
         cached_config(cfg, checkpoint, cache_dir, work_dir, tag))
     runner.train()
     metrics = evaluate(runner.model.head, val_cache, metric)
+    collapsed = collapsed_calibrations(runner)
+    if collapsed:
+        metrics['collapsed'] = collapsed
+    return metrics
+
+
+def allow_collapse(cfg: Config) -> Config:
+    """Let the ``DisAlignFreezeHook`` of ``cfg`` finish a run whose
+    calibration collapsed (sigma ~ 0) with warnings instead of an error:
+    for tools that report such a run (:func:`collapsed_calibrations`)."""
+    for hook in cfg.get('custom_hooks') or []:
+        if hook.get('type') == 'DisAlignFreezeHook':
+            hook['allow_collapsed_calibration'] = True
+    return cfg
+
+
+def collapsed_calibrations(runner) -> Dict[str, float]:
+    """``{module: mean sigma}`` of the calibrations that ended a run's
+    training collapsed (``DisAlignFreezeHook.collapsed``)."""
     from mmdisalign.engine.hooks import DisAlignFreezeHook
     collapsed = {}
     for hook in runner.hooks:
         if isinstance(hook, DisAlignFreezeHook):
             collapsed.update(hook.collapsed)
-    if collapsed:
-        metrics['collapsed'] = collapsed
-    return metrics
+    return collapsed
 
 
 def _with_value(cfg: Config, sweep: str, value: float) -> Config:

@@ -195,3 +195,46 @@ def test_compare_baselines_tune_arguments(load_tool, argv, match, capsys):
     with pytest.raises(SystemExit):
         load_tool('compare_baselines').parse_args(argv)
     assert match in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not osp.isfile(DATA), reason='dataset-fashion-mnist')
+def test_collapsed_calibration_is_reported(tmp_path, load_tool, monkeypatch):
+    """A stage 2 whose calibration collapsed is a result of the comparison:
+    the run finishes (the freeze hook's opt-out is set), its record and the
+    table say so. (The hook's detection itself:
+    tests/test_engine/test_sigma_collapse.py.)"""
+    from mmengine.config import Config
+    tool = load_tool('compare_baselines')
+    found = {}
+
+    def collapsed(runner):
+        hooks = [h for h in runner.hooks if hasattr(h, 'collapsed')]
+        found['allowed'] = [h.allow_collapsed_calibration for h in hooks]
+        return {'head.calibration': 2.5e-4}
+
+    monkeypatch.setattr(tool, 'collapsed_calibrations', collapsed)
+    work = tmp_path / 'cmp'
+    cwd = os.getcwd()
+    try:
+        results = tool.main([
+            '--quick', '--seeds', '0', '--methods', 'stage1,disalign',
+            '--work-dir',
+            str(work)
+        ])
+    finally:
+        os.chdir(cwd)
+        MMLogger._instance_dict.clear()
+    assert found['allowed'] == [True]
+    record = results['per_seed']['0']['disalign']
+    assert record['collapsed'] == {'head.calibration': 2.5e-4}
+    assert 'collapsed' not in results['per_seed']['0']['stage1']
+    dumped = Config.fromfile(
+        str(next((work / 'seed0' / 'disalign').glob('*.py'))))
+    hook = next(h for h in dumped.custom_hooks
+                if h['type'] == 'DisAlignFreezeHook')
+    assert hook['allow_collapsed_calibration'] is True
+    table = (work / 'results.md').read_text()
+    assert '- DisAlign: seed 0 ' in table and ' (collapsed)' in table
+    assert ('(collapsed: the calibration switched itself off, mean sigma ~ '
+            '0, the run predicts like stage 1: seed 0 DisAlign '
+            'head.calibration 0.00025)') in table

@@ -17,7 +17,7 @@ import os.path as osp
 import statistics
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .list_data import DEFAULT_LAYOUT
 
@@ -366,8 +366,13 @@ def stage_config(config: str,
 
 def run_stage(name: str,
               cfg,
-              who: str = 'main job') -> Tuple[dict, str, float]:
+              who: str = 'main job',
+              trained: Optional[Callable] = None) -> Tuple[dict, str, float]:
     """Train and test one stage with the Runner (by epochs or iterations).
+
+    Args:
+        trained (callable, optional): Called with the Runner after its
+            training, before its test (e.g. to read a hook's findings).
 
     Returns:
         tuple: ``(test metrics, last checkpoint, training seconds)``.
@@ -383,6 +388,8 @@ def run_stage(name: str,
     t0 = time.time()
     runner = Runner.from_cfg(cfg)
     runner.train()
+    if trained is not None:
+        trained(runner)
     t_train = time.time() - t0
     log(f'{name}: trained in {t_train:.0f} s; testing ...', who)
     metrics = runner.test()
@@ -411,7 +418,8 @@ def train_stage2_cached(cfg,
                         passes: int = 1,
                         augment: bool = True,
                         dtype: str = 'float32',
-                        compile: bool = True) -> dict:
+                        compile: bool = True,
+                        trained: Optional[Callable] = None) -> dict:
     """Extract the features (unless ``cache_dir`` holds a cache), train.
 
     The extraction is ``tools/cache_features.py`` on the image config
@@ -419,7 +427,8 @@ def train_stage2_cached(cfg,
     augmentation if ``augment``; the backbone and neck compiled by
     ``torch.compile`` unless ``compile=False``); the training is
     ``Runner.train`` with the cached-feature config ``cached_cfg`` reading
-    ``cache_dir``.
+    ``cache_dir``; ``trained`` (optional) is called with that Runner after
+    its training.
 
     Returns:
         dict: ``extraction`` (the cache's meta data, None if the cache
@@ -443,6 +452,8 @@ def train_stage2_cached(cfg,
     t0 = time.perf_counter()
     runner = Runner.from_cfg(cached_cfg)
     runner.train()
+    if trained is not None:
+        trained(runner)
     return dict(
         extraction=extraction,
         checkpoint=osp.join(cached_cfg.work_dir,
@@ -451,14 +462,16 @@ def train_stage2_cached(cfg,
         iters=runner.iter)
 
 
-def run_stage2_cached(name: str,
-                      cfg,
-                      cached_cfg,
-                      passes: int = 1,
-                      augment: bool = True,
-                      cache_dir: Optional[str] = None,
-                      who: str = 'main job',
-                      compile: bool = True) -> Tuple[dict, str, float]:
+def run_stage2_cached(
+        name: str,
+        cfg,
+        cached_cfg,
+        passes: int = 1,
+        augment: bool = True,
+        cache_dir: Optional[str] = None,
+        who: str = 'main job',
+        compile: bool = True,
+        trained: Optional[Callable] = None) -> Tuple[dict, str, float]:
     """Stage 2 on cached features of the frozen stage 1, then the test.
 
     :func:`train_stage2_cached` (extraction into ``cache_dir``, by default
@@ -482,7 +495,8 @@ def run_stage2_cached(name: str,
         cache_dir or osp.join(cached_cfg.work_dir, 'feature_cache'),
         passes=passes,
         augment=augment,
-        compile=compile)
+        compile=compile,
+        trained=trained)
     t_train = time.time() - t0
     extraction = result['extraction']
     extracted = (f'extracted in {extraction["seconds"]:.0f} s, '
