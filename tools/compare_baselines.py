@@ -84,7 +84,7 @@ from disalign_demo.experiments import (CACHED_STAGE2_CONFIG, CONFIG_DIR,
                                        run_stage, run_stage2_cached,
                                        stage_config, summarize_runs)
 from disalign_demo.scenes import TASKS, scene_stage_config
-from tune_calibration import (DEFAULT_LR, DEFAULT_RHO, DEFAULT_TAU,
+from tune_calibration import (DEFAULT_LR, DEFAULT_RHO, DEFAULT_TAU, SWEEPS,
                               TuningError, allow_collapse, check_values,
                               collapsed_calibrations, tune)
 
@@ -279,9 +279,9 @@ def _tuning_args(parser, args) -> None:
         }
     except (TuningError, ValueError) as e:
         parser.error(f'--tune: {e}')
-    param = {'rho': 'rho', 'tau-norm': 'tau', 'logit-adjust': 'tau'}
+    param = {sweep: p for sweep, _, p in SWEEPS}
     args.sweeps = {
-        sweep: values[param.get(sweep, 'lr')]
+        sweep: values[param[sweep]]
         for m in args.methods if m in TUNED for sweep, _ in TUNED[m]
     }
     if not args.sweeps:

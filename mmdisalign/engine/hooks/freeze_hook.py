@@ -394,17 +394,14 @@ class DisAlignFreezeHook(Hook):
         if not self._sigma_modules:
             return
         modules = self._sigma_modules
-        first = next(iter(modules.values())).sigma_sum
-        stats = torch.stack([
-            torch.stack((m.sigma_sum, m.sigma_count)).to(first)
-            for m in modules.values()
-        ]).tolist()
+        device = next(iter(modules.values())).sigma_sum.device
+        means = torch.stack(
+            [m.mean_sigma().to(device) for m in modules.values()]).tolist()
         self._reset_sigma()
         found = {}
-        for name, (total, count) in zip(modules, stats):
-            if count == 0:
+        for name, mean in zip(modules, means):
+            if math.isnan(mean):
                 continue  # no training forward in this window
-            mean = total / count
             if mean < self.min_mean_sigma:
                 found[name] = mean
             else:
