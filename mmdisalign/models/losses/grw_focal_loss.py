@@ -88,14 +88,8 @@ class GRWFocalLoss(GRWLossBase):
         self.gamma = float(gamma)
         self.alpha = float(alpha)
 
-    def extra_repr(self) -> str:
-        text = (f'num_classes={self.num_classes}, rho={self.rho}, '
-                f'gamma={self.gamma}, alpha={self.alpha}, '
-                f'avg_mode={self.avg_mode!r}, reduction={self.reduction!r}, '
-                f'loss_weight={self.loss_weight}')
-        if self.source:
-            text += f', class_freq={self.source!r}'
-        return text
+    def _own_repr(self) -> str:
+        return f', gamma={self.gamma}, alpha={self.alpha}'
 
     def forward(self,
                 cls_score: Tensor,

@@ -122,6 +122,22 @@ class GRWLossBase(nn.Module):
             torch.tensor(weights, dtype=torch.float32),
             persistent=False)
 
+    def _own_repr(self) -> str:
+        """The arguments of a subclass shown after ``rho`` (e.g. ``',
+        gamma=2.0'``)."""
+        return ''
+
+    def extra_repr(self) -> str:
+        text = (f'num_classes={self.num_classes}, rho={self.rho}'
+                f'{self._own_repr()}, avg_mode={self.avg_mode!r}, '
+                f'reduction={self.reduction!r}, '
+                f'loss_weight={self.loss_weight}')
+        if self.with_background:
+            text += f', background_weight={self.background_weight}'
+        if self.source:
+            text += f', class_freq={self.source!r}'
+        return text
+
     def check_num_classes(self,
                           num_classes: int,
                           head: str,
@@ -248,16 +264,6 @@ class GRWCrossEntropyLoss(GRWLossBase):
         self.ignore_index = ignore_index
         self.with_background = with_background
         self.loss_name = loss_name
-
-    def extra_repr(self) -> str:
-        text = (f'num_classes={self.num_classes}, rho={self.rho}, '
-                f'avg_mode={self.avg_mode!r}, reduction={self.reduction!r}, '
-                f'loss_weight={self.loss_weight}')
-        if self.with_background:
-            text += f', background_weight={self.background_weight}'
-        if self.source:
-            text += f', class_freq={self.source!r}'
-        return text
 
     def forward(self,
                 cls_score: Tensor,
