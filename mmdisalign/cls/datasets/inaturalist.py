@@ -7,14 +7,14 @@ from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
 from mmdisalign.utils.misc import read_json_file
-from .list_file import (check_no_empty_class, count_labels, local_file_size,
-                        sample_error)
+from .list_file import (SampleErrorMixin, check_no_empty_class, count_labels,
+                        local_file_size)
 
 __all__ = ['INaturalist2018']
 
 
 @DATASETS.register_module()
-class INaturalist2018(BaseDataset):
+class INaturalist2018(SampleErrorMixin, BaseDataset):
     """iNaturalist 2018 (``train2018.json`` / ``val2018.json``).
 
     The COCO-like annotation file: ``images`` (``id``, ``file_name``),
@@ -155,13 +155,3 @@ class INaturalist2018(BaseDataset):
                                  f'annotation file {self.ann_file}',
                                  self._metainfo['classes'])
         return data_list
-
-    def prepare_data(self, idx: int):
-        """The pipeline's output for sample ``idx``; a failure (an image
-        that cannot be decoded) names the annotation file and the image."""
-        try:
-            return super().prepare_data(idx)
-        except Exception as e:
-            raise sample_error(self.ann_file, idx,
-                               self.get_data_info(idx).get('img_path'),
-                               e) from e

@@ -9,7 +9,8 @@ from mmdisalign.utils.misc import class_name, listed
 
 __all__ = [
     'read_list_file', 'count_labels', 'list_file_class_counts',
-    'check_no_empty_class', 'local_file_size', 'sample_error'
+    'check_no_empty_class', 'local_file_size', 'sample_error',
+    'SampleErrorMixin'
 ]
 
 
@@ -170,3 +171,19 @@ def sample_error(ann_file: str, idx: int, img_path: Optional[str],
         f'{ann_file}: the data pipeline failed on sample {idx}, image '
         f'{img_path!r} (a truncated or non-image file?): '
         f'{type(err).__name__}: {err}')
+
+
+class SampleErrorMixin:
+    """For a dataset class (before mmengine's ``BaseDataset`` in the
+    bases): a pipeline failure on a sample (an image that cannot be
+    decoded) raises :func:`sample_error`, naming the annotation file, the
+    sample and the image."""
+
+    def prepare_data(self, idx: int):
+        """The pipeline's output for sample ``idx``."""
+        try:
+            return super().prepare_data(idx)
+        except Exception as e:
+            raise sample_error(self.ann_file, idx,
+                               self.get_data_info(idx).get('img_path'),
+                               e) from e

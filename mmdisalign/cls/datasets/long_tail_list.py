@@ -7,14 +7,14 @@ from mmengine.logging import MMLogger
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .list_file import (check_no_empty_class, count_labels, local_file_size,
-                        read_list_file, sample_error)
+from .list_file import (SampleErrorMixin, check_no_empty_class, count_labels,
+                        local_file_size, read_list_file)
 
 __all__ = ['LongTailListDataset']
 
 
 @DATASETS.register_module()
-class LongTailListDataset(BaseDataset):
+class LongTailListDataset(SampleErrorMixin, BaseDataset):
     """Images listed in a "relative/path label" file, checked on load.
 
     The split files of ImageNet-LT, Places-LT and Fashion-MNIST-LT; paths
@@ -126,13 +126,3 @@ class LongTailListDataset(BaseDataset):
             dict(img_path=f, gt_label=int(y))
             for f, y in zip(full_paths, labels)
         ]
-
-    def prepare_data(self, idx: int):
-        """The pipeline's output for sample ``idx``; a failure (an image
-        that cannot be decoded) names the list file and the image."""
-        try:
-            return super().prepare_data(idx)
-        except Exception as e:
-            raise sample_error(self.ann_file, idx,
-                               self.get_data_info(idx).get('img_path'),
-                               e) from e
