@@ -24,18 +24,17 @@ import os.path as osp
 import sys
 
 from mmengine.config import ConfigDict
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 try:
-    import mmdisalign
+    import mmdisalign  # noqa: F401
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import mmdisalign
+    import mmdisalign  # noqa: F401
 
 from mmdisalign.compat import TRUST_KEY, trusted_checkpoints
 from mmdisalign.engine.dist import setup_cpu_dist
-from mmdisalign.engine.hooks import CheckpointCheckHook, DataSizeCheckHook
+from mmdisalign.engine.hooks import CheckpointCheckHook
+from mmdisalign.engine.runner import build_tool_runner
 from mmdisalign.utils.config import CfgOptionsAction, load_config
 
 PICKLE_SUFFIXES = ('.pkl', '.pickle')
@@ -195,18 +194,12 @@ def main(argv=None):
     setup_cpu_dist(cfg)
     trusted = cfg.get(TRUST_KEY, False)
     with trusted_checkpoints(trusted):
-        if 'runner_type' not in cfg:
-            runner = Runner.from_cfg(cfg)
-        else:
-            runner = RUNNERS.build(cfg)
-        runner.register_hook(DataSizeCheckHook())
-        runner.register_hook(
+        runner = build_tool_runner(
+            cfg,
             CheckpointCheckHook(
                 'test',
                 allow_uncalibrated=args.allow_uncalibrated,
                 trusted=trusted))
-        runner.logger.info(f'mmdisalign {mmdisalign.__version__} from '
-                           f'{osp.dirname(osp.abspath(mmdisalign.__file__))}')
         if args.out is not None:
             _add_dump_metric(runner, cfg, args.out)
         return runner.test()

@@ -23,18 +23,18 @@ import os.path as osp
 import sys
 
 from mmengine.logging import print_log
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner, find_latest_checkpoint
+from mmengine.runner import find_latest_checkpoint
 
 try:
-    import mmdisalign
+    import mmdisalign  # noqa: F401
 except ImportError:  # a source checkout that is not installed
     sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-    import mmdisalign
+    import mmdisalign  # noqa: F401
 
 from mmdisalign.compat import TRUST_KEY, trusted_checkpoints
 from mmdisalign.engine.dist import setup_cpu_dist
-from mmdisalign.engine.hooks import CheckpointCheckHook, DataSizeCheckHook
+from mmdisalign.engine.hooks import CheckpointCheckHook
+from mmdisalign.engine.runner import build_tool_runner
 from mmdisalign.utils.config import CfgOptionsAction, load_config
 
 
@@ -182,14 +182,8 @@ def main(argv=None):
     setup_cpu_dist(cfg)
     trusted = cfg.get(TRUST_KEY, False)
     with trusted_checkpoints(trusted):
-        if 'runner_type' not in cfg:
-            runner = Runner.from_cfg(cfg)
-        else:
-            runner = RUNNERS.build(cfg)
-        runner.register_hook(DataSizeCheckHook())
-        runner.register_hook(CheckpointCheckHook('train', trusted=trusted))
-        runner.logger.info(f'mmdisalign {mmdisalign.__version__} from '
-                           f'{osp.dirname(osp.abspath(mmdisalign.__file__))}')
+        runner = build_tool_runner(
+            cfg, CheckpointCheckHook('train', trusted=trusted))
         runner.train()
     return runner
 
