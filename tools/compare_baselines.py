@@ -83,6 +83,7 @@ from disalign_demo.experiments import (CACHED_STAGE2_CONFIG, CONFIG_DIR,
                                        format_mean_table, log, mean_std,
                                        run_stage, run_stage2_cached,
                                        stage_config, summarize_runs)
+from disalign_demo.out_dir import describe_differences
 from disalign_demo.scenes import TASKS, scene_stage_config
 from tune_calibration import (DEFAULT_LR, DEFAULT_RHO, DEFAULT_TAU, SWEEPS,
                               TuningError, allow_collapse, check_values,
@@ -389,9 +390,7 @@ class Comparison:
             found.get('setup', self.setup), **found.get('settings', settings))
         now = dict(self.setup, **settings)
         if saved != now:
-            diff = ', '.join(f'{k}: {saved.get(k)!r} there, {now.get(k)!r} now'
-                             for k in sorted(set(saved) | set(now))
-                             if saved.get(k) != now.get(k))
+            diff = describe_differences(saved, now, 'now')
             raise ValueError(
                 f'{path} is the result of another run ({diff}): use another '
                 '--work-dir for this run (nothing was overwritten), or delete '

@@ -25,6 +25,7 @@ from mmdisalign.utils.class_freq import save_class_freq
 # builders; they stay importable from here.
 from .idx import (DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, IDX_FILES,
                   read_idx)
+from .out_dir import describe_differences
 
 __all__ = [
     'FASHION_MNIST_CLASSES', 'DEFAULT_FASHION_MNIST_DIR', 'read_idx',
@@ -181,11 +182,7 @@ def _claim_out_dir(out_dir: str, args: dict) -> bool:
         if found == args and not osp.isfile(marker):
             return True
         if found is not None and isinstance(found, dict):
-            diff = sorted(
-                k for k in set(found) | set(args)
-                if found.get(k) != args.get(k))
-            changes = ', '.join(f'{k}: {found.get(k)!r} there, '
-                                f'{args.get(k)!r} asked' for k in diff)
+            changes = describe_differences(found, args)
             raise FileExistsError(
                 f'{out_dir} holds a Fashion-MNIST-LT build with other '
                 f'options ({changes}); {hint}')

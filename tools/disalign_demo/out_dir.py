@@ -10,10 +10,19 @@ import json
 import os
 import os.path as osp
 
-__all__ = ['BUILT_NAME', 'claim_out_dir']
+__all__ = ['BUILT_NAME', 'claim_out_dir', 'describe_differences']
 
 #: The builder and its arguments (written before the first file).
 BUILT_NAME = '.built.json'
+
+
+def describe_differences(there: dict, here: dict, word: str = 'asked') -> str:
+    """``"key: <value there> there, <value here> asked, ..."`` for every
+    key whose value differs between a recorded run or build (``there``)
+    and the one asked for (``here``), keys sorted."""
+    return ', '.join(f'{k}: {there.get(k)!r} there, {here.get(k)!r} {word}'
+                     for k in sorted(set(there) | set(here))
+                     if there.get(k) != here.get(k))
 
 
 def _read(path: str):
@@ -49,12 +58,7 @@ def claim_out_dir(out_dir: str, builder: str, args: dict) -> None:
                 f'({len(entries)} entries, e.g. {entries[0]!r}); {hint}')
         if found != record:
             old = found.get('args', {}) if isinstance(found, dict) else {}
-            diff = sorted(
-                k for k in set(old) | set(record['args'])
-                if old.get(k) != record['args'].get(k))
-            changes = ', '.join(f'{k}: {old.get(k)!r} there, '
-                                f'{record["args"].get(k)!r} asked'
-                                for k in diff)
+            changes = describe_differences(old, record['args'])
             raise FileExistsError(
                 f'{out_dir} holds a build of '
                 f'{found.get("builder") if isinstance(found, dict) else "?"}'
